@@ -1,0 +1,40 @@
+"""Frozen configuration dataclasses, read from TOML-like dicts and written as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RollSpec:
+    """How a score is laid on the beat grid.
+
+    Attributes:
+        steps_per_beat: Grid steps per quarter note (4 = sixteenths).
+        max_steps: Longest song accepted, in steps. A file asking for more (a stray
+            event hours after the music, a hostile file) is refused with a
+            ``MidiReadError`` instead of allocating gigabytes. The default, 2**17 steps,
+            is 32,768 beats: over four hours at 120 bpm.
+    """
+
+    steps_per_beat: int = 4
+    max_steps: int = 1 << 17
+
+    def __post_init__(self):
+        if not isinstance(self.steps_per_beat, int) or self.steps_per_beat < 1:
+            raise ValueError(f"steps_per_beat must be a positive int, got {self.steps_per_beat!r}")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RollSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RollSpec keys: {sorted(unknown)}")
+        return cls(**data)
