@@ -18,6 +18,7 @@ Where they legitimately differ, it is the parser's documented behaviour:
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -234,6 +235,10 @@ def check_midi_bytes(data: bytes, label: str) -> None:
 
 def _describe(e: BaseException) -> str:
     text = str(e).strip().replace("\n", " ")
+    # symusic reports a data byte > 127 as the value it decoded ("Get pitch=188").
+    m = re.search(r"\bGet (pitch|velocity)=(-?\d+)", text)
+    if m:
+        return f"a data byte > 127 where a note {m[1]} belongs ({m[1]}={m[2]})"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

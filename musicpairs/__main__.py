@@ -1,0 +1,5 @@
+"""``python -m musicpairs`` runs the command line."""
+
+from musicpairs.cli import main
+
+main()
