@@ -43,7 +43,8 @@ def midi_summary(
         return {"tick": tick, "step": ticks_to_steps(tick, tpq, spb), "beat": tick / tpq}
 
     tracks = []
-    for k, (t, r) in enumerate(zip(score.tracks, roles)):
+    for k, r in enumerate(roles):
+        t = score.tracks[roll.score_tracks[k]]
         tracks.append({
             "index": k,
             "name": t.name,

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,11 +36,11 @@ DEFAULT_MSPQ = 500_000  # 120 quarter notes per minute: the MIDI default tempo
 MidiSource = str | PathLike | bytes
 
 
-@dataclass(frozen=True)
-class TempoChange:
+class TempoChange(NamedTuple):
     """A tempo from ``time`` on, in microseconds per quarter note (as MIDI stores it).
 
-    ``time`` is in ticks in a :class:`Score` and in grid steps in a ``Roll``.
+    ``time`` is in ticks in a :class:`Score` and in grid steps in a ``Roll``. (A named
+    tuple: songs carry many of these and they are made per file.)
     """
 
     time: int
@@ -51,8 +52,7 @@ class TempoChange:
         return 60_000_000 / self.mspq
 
 
-@dataclass(frozen=True)
-class TimeSignature:
+class TimeSignature(NamedTuple):
     """A meter from ``time`` on (ticks in a Score, steps in a Roll); a bar starts there."""
 
     time: int
@@ -69,8 +69,8 @@ class Notes:
     """The notes of a track as parallel arrays.
 
     Attributes:
-        start: int64 [N], note-on tick.
-        end: int64 [N], note-off tick (>= start).
+        start: int [N] (int64, or int32 from symusic), note-on tick.
+        end: int [N], note-off tick (>= start).
         pitch: uint8 [N], MIDI number 0-127.
         velocity: uint8 [N], 1-127.
     """
@@ -172,7 +172,8 @@ def read_midi(source: MidiSource, *, parser: str = "symusic", name: str | None =
     else:
         label = name or str(source)
         try:
-            data = Path(source).read_bytes()
+            with open(source, "rb") as fh:  # noqa: PTH123 - cheaper than Path() per file
+                data = fh.read()
         except OSError as e:
             raise MidiReadError(label, f"cannot open: {e.strerror or e}") from e
     check_midi_bytes(data, label)
@@ -249,22 +250,17 @@ def _read_symusic(data: bytes):
     tracks = []
     for t in score.tracks:
         arr = t.notes.numpy()
-        start = arr["time"].astype(np.int64)
-        pitch, velocity = arr["pitch"], arr["velocity"]
-        # symusic stores pitch and velocity as int8: a negative value is a byte > 127.
-        _check_range(pitch, velocity)
-        notes = Notes(
-            start,
-            start + arr["duration"].astype(np.int64),
-            pitch.astype(np.uint8),
-            velocity.astype(np.uint8),
-        )
+        # symusic refuses data bytes > 127 itself ("Get pitch=188"), so int8 pitch and
+        # velocity are never negative here; ticks stay int32 until the roll needs int64.
+        start = arr["time"]
+        notes = Notes(start, np.add(start, arr["duration"]), arr["pitch"].view(np.uint8),
+                      arr["velocity"].view(np.uint8))
         tracks.append(Track(t.name, int(t.program), bool(t.is_drum), notes))
-    tempos = [TempoChange(int(x.time), int(x.mspq)) for x in score.tempos]
-    signatures = [
-        TimeSignature(int(x.time), int(x.numerator), int(x.denominator))
-        for x in score.time_signatures
-    ]
+    t = score.tempos.numpy()
+    tempos = list(map(TempoChange, t["time"].tolist(), t["mspq"].tolist()))
+    m = score.time_signatures.numpy()
+    signatures = list(map(TimeSignature, m["time"].tolist(), m["numerator"].tolist(),
+                          m["denominator"].tolist()))
     return int(score.ticks_per_quarter), tracks, tempos, signatures
 
 
@@ -370,15 +366,8 @@ def _finish_score(tpq, tracks, tempos, signatures, label) -> Score:
     """
     if tpq <= 0:
         raise MidiReadError(label, f"{tpq} ticks per quarter note")
-    kept = []
-    for t in tracks:
-        if len(t.notes) == 0:
-            continue
-        if t.notes.start.min() < 0:
-            raise MidiReadError(label, "a note starts before tick 0")
-        if np.any(t.notes.end < t.notes.start):
-            raise MidiReadError(label, "a note ends before it starts")
-        kept.append(t)
+    # Every parser pairs a note-off after its note-on, so start >= 0 and end >= start.
+    kept = [t for t in tracks if len(t.notes)]
 
     for t in tempos:
         if t.mspq <= 0:
@@ -417,33 +406,47 @@ def normalize_time_signatures(signatures: list[TimeSignature]) -> list[TimeSigna
     return [by_time[k] for k in sorted(by_time)]
 
 
-def _canonical_order(tracks: list[Track]) -> list[Track]:
-    """Order tracks the same way whichever parser read them.
+def notes_order_key(notes: Notes) -> bytes:
+    """A sort key that orders note lists as tuples of (start, pitch, end, velocity) rows.
+
+    Big-endian fixed-width integers compare bytewise in numeric order, so comparing keys
+    is comparing the notes, sorted, row by row.
+    """
+    n = notes.sorted()
+    rows = np.stack([n.start, n.pitch.astype(np.int64), n.end, n.velocity.astype(np.int64)], 1)
+    return (rows + (1 << 62)).astype(">i8").tobytes()  # offset: negative values sort first
+
+
+def canonical_track_order(tracks: list[tuple[str, bool, int, Notes]]) -> list[int]:
+    """The order in which tracks are listed, the same whichever parser read them.
 
     Parsers split a MIDI track by channel and program, and each orders the parts its own
     way; all of them keep the file's order of tracks. So tracks are grouped by name, the
-    groups in order of first appearance (the file's order when names differ), and within
-    a group ordered by content.
+    groups in order of first appearance (the file's order when names differ), and ordered
+    within a group by drum flag, program, then notes.
+
+    Args:
+        tracks: (name, is_drum, program, notes) of each track.
+
+    Returns:
+        Indices into ``tracks``, in canonical order.
     """
     first_seen: dict[str, int] = {}
-    for t in tracks:
-        first_seen.setdefault(t.name, len(first_seen))
-
-    def key(t: Track):
-        n = t.notes.sorted()
-        return (
-            first_seen[t.name],
-            t.is_drum,
-            t.program,
-            n.start.tobytes(),
-            n.pitch.tobytes(),
-            n.end.tobytes(),
-            n.velocity.tobytes(),
-        )
-
+    for name, *_ in tracks:
+        first_seen.setdefault(name, len(first_seen))
     if len(first_seen) == len(tracks):  # names are unique: the order is already canonical
-        return list(tracks)
-    return sorted(tracks, key=key)
+        return list(range(len(tracks)))
+
+    def key(k: int):
+        name, is_drum, program, notes = tracks[k]
+        return (first_seen[name], is_drum, program, notes_order_key(notes))
+
+    return sorted(range(len(tracks)), key=key)
+
+
+def _canonical_order(tracks: list[Track]) -> list[Track]:
+    order = canonical_track_order([(t.name, t.is_drum, t.program, t.notes) for t in tracks])
+    return [tracks[k] for k in order]
 
 
 # --------------------------------------------------------------------------------------

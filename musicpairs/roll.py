@@ -35,6 +35,7 @@ from musicpairs.midi import (
     TempoChange,
     TimeSignature,
     Track,
+    canonical_track_order,
     normalize_tempos,
     normalize_time_signatures,
     read_midi,
@@ -65,6 +66,8 @@ class Roll:
         time_signatures: The meters, times in steps, the first at step 0.
         spec: The grid the roll is on.
         source: Where it came from, for messages (not compared).
+        score_tracks: For each roll track, the index of its track in the Score it was
+            made from (rolls order same-named tracks by their quantized notes; not compared).
     """
 
     planes: np.ndarray
@@ -73,6 +76,7 @@ class Roll:
     time_signatures: tuple[TimeSignature, ...]
     spec: RollSpec = field(default_factory=RollSpec)
     source: str = ""
+    score_tracks: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.planes.dtype != np.uint8 or self.planes.ndim != 4:
@@ -84,6 +88,8 @@ class Roll:
         self.tracks = tuple(self.tracks)
         self.tempos = tuple(self.tempos)
         self.time_signatures = tuple(self.time_signatures)
+        if self.score_tracks is None:
+            self.score_tracks = tuple(range(len(self.tracks)))
 
     @property
     def n_steps(self) -> int:
@@ -125,14 +131,18 @@ class Roll:
 def ticks_to_steps(ticks: np.ndarray | int, ticks_per_quarter: int, steps_per_beat: int):
     """Grid step of each tick: ``round(tick * spb / tpq)`` with halves rounded up.
 
-    Integer arithmetic, so it is exact for any tick.
+    Integer arithmetic in int64, so it is exact for any tick.
 
     Returns:
         int64 array of the same shape (or an int for an int).
     """
+    if isinstance(ticks, int | np.integer):  # tempo and meter events: plain ints are faster
+        return (2 * int(ticks) * steps_per_beat + ticks_per_quarter) // (2 * ticks_per_quarter)
     t = np.asarray(ticks, np.int64)
-    steps = (2 * t * steps_per_beat + ticks_per_quarter) // (2 * ticks_per_quarter)
-    return int(steps) if np.ndim(ticks) == 0 else steps
+    if ticks_per_quarter % (2 * steps_per_beat) == 0:  # the usual case (480 / 8): one add
+        ticks_per_step = ticks_per_quarter // steps_per_beat
+        return (t + ticks_per_step // 2) // ticks_per_step
+    return (2 * t * steps_per_beat + ticks_per_quarter) // (2 * ticks_per_quarter)
 
 
 def midi_to_roll(
@@ -158,65 +168,90 @@ def midi_to_roll(
     score = source if isinstance(source, Score) else read_midi(source, parser=parser)
     tpq, spb = score.ticks_per_quarter, spec.steps_per_beat
 
-    starts, ends = [], []
-    for t in score.tracks:
-        s = ticks_to_steps(t.notes.start, tpq, spb)
-        starts.append(s)
-        ends.append(np.maximum(ticks_to_steps(t.notes.end, tpq, spb), s + 1))
-    n_steps = max((int(e.max()) for e in ends if len(e)), default=0)
+    # All tracks at once: one sort and one scatter per song, not per track.
+    counts = [len(t.notes) for t in score.tracks]
+    n = sum(counts)
+    ticks = _concat([t.notes.start for t in score.tracks] + [t.notes.end for t in score.tracks])
+    steps = ticks_to_steps(ticks, tpq, spb)
+    start, end = steps[:n], np.maximum(steps[n:], steps[:n] + 1)
+    n_steps = int(end.max()) if n else 0
     if n_steps > spec.max_steps:
         raise MidiReadError(
             score.source,
             f"{n_steps} steps long, over the limit of {spec.max_steps} (RollSpec.max_steps)",
         )
-
     planes = np.zeros((len(score.tracks), 2, PITCHES, n_steps), np.uint8)
-    for k, t in enumerate(score.tracks):
-        _paint_track(planes[k], starts[k], ends[k], t.notes.pitch, t.notes.velocity)
+    if n:
+        track = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        pitch = _concat([t.notes.pitch for t in score.tracks])
+        velocity = _concat([t.notes.velocity for t in score.tracks])
+        _paint(planes, track, start, end, pitch, velocity)
 
     tempos = normalize_tempos(
-        [TempoChange(ticks_to_steps(x.time, tpq, spb), x.mspq) for x in score.tempos]
-    )
+        [TempoChange(ticks_to_steps(x.time, tpq, spb), x.mspq) for x in score.tempos])
     signatures = normalize_time_signatures(
-        [
-            TimeSignature(ticks_to_steps(x.time, tpq, spb), x.numerator, x.denominator)
-            for x in score.time_signatures
-        ]
-    )
-    infos = tuple(TrackInfo(t.name, t.program, t.is_drum) for t in score.tracks)
-    return Roll(planes, infos, tuple(tempos), tuple(signatures), spec, score.source)
+        [x._replace(time=ticks_to_steps(x.time, tpq, spb)) for x in score.time_signatures])
+    infos = [TrackInfo(t.name, t.program, t.is_drum) for t in score.tracks]
+    order = list(range(len(infos)))
+    if len({i.name for i in infos}) < len(infos):
+        # Same-named tracks are ordered by what the roll holds, not by ticks: a roll
+        # written at another time division and read back lists them in the same order.
+        order = canonical_track_order([(i.name, i.is_drum, i.program,
+                                        planes_to_notes(planes[k])) for k, i in enumerate(infos)])
+        planes = planes[order]
+        infos = [infos[k] for k in order]
+    return Roll(planes, tuple(infos), tuple(tempos), tuple(signatures), spec, score.source,
+                tuple(order))
 
 
-def _paint_track(out: np.ndarray, start, end, pitch, velocity) -> None:
-    """Write one track's notes (steps) into ``out`` uint8 [2, 128, T], in place."""
-    if len(start) == 0:
-        return
-    n_steps = out.shape[-1]
-    order = np.lexsort((start, pitch))
-    p, s, e = pitch[order].astype(np.int64), start[order], end[order]
-    v = np.maximum(velocity[order], 1).astype(np.uint8)
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    if not arrays:
+        return np.zeros(0, np.int64)
+    return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
-    # Notes of one pitch starting on one step become one note.
-    first = np.ones(len(p), bool)
-    first[1:] = (p[1:] != p[:-1]) | (s[1:] != s[:-1])
-    idx = np.flatnonzero(first)
-    e = np.maximum.reduceat(e, idx)
-    v = np.maximum.reduceat(v, idx)
-    p, s = p[idx], s[idx]
 
-    # A note ends where the next note of its pitch starts.
-    next_start = np.full(len(s), np.iinfo(np.int64).max)
-    same = p[1:] == p[:-1]
-    next_start[:-1][same] = s[1:][same]
-    e = np.minimum(e, next_start)
+def _paint(planes: np.ndarray, track, start, end, pitch, velocity) -> None:
+    """Write notes (steps) into ``planes`` uint8 [tracks, 2, 128, T], in place.
 
-    onset = out[ONSET].reshape(-1)
-    frame = out[FRAME].reshape(-1)
-    onset[p * n_steps + s] = v
+    Args:
+        planes: The zeroed output.
+        track, start, end: int64 [N]: each note's track index, first step, end step.
+        pitch, velocity: uint8 [N].
+    """
+    n_steps = planes.shape[-1]
+    # row = track * 256 + pitch is the onset row in planes seen as [tracks * 2 * 128, T];
+    # the frame row is 128 further. Sort notes by row, then start: two stable sorts, by
+    # start (parsers give notes nearly in time order, which timsort exploits) and by row
+    # (radix-sorted by numpy when it fits in 16 bits).
+    row = track * (2 * PITCHES) + pitch
+    by_start = np.argsort(start, kind="stable")
+    if len(planes) <= 128:
+        order = by_start[np.argsort(row[by_start].astype(np.int16), kind="stable")]
+    else:
+        order = np.argsort(row * n_steps + start, kind="stable")
+    key = row[order] * n_steps + start[order]  # flat onset index, non-decreasing
+    e = end[order]
+    v = np.maximum(velocity[order], 1)
+
+    # Notes of one row starting on one step become one note: the loudest, the longest.
+    step = np.diff(key)
+    if not step.all():
+        first = np.flatnonzero(np.concatenate(([True], step != 0)))
+        e = np.maximum.reduceat(e, first)
+        v = np.maximum.reduceat(v, first)
+        key = key[first]
+        step = np.diff(key)
+    s = key % n_steps
+
+    # A note ends where the next note of its row starts (the next key, if in the same row).
+    e[:-1] = np.minimum(e[:-1], np.where(step < n_steps - s[:-1], s[:-1] + step, n_steps))
+
+    flat = planes.reshape(-1)
+    flat[key] = v
     dur = e - s
-    owner = np.repeat(np.arange(len(s)), dur)
-    offset = np.arange(len(owner)) - np.repeat(np.cumsum(dur) - dur, dur)
-    frame[p[owner] * n_steps + s[owner] + offset] = v[owner]
+    # Frame cells: for each note, key + 128*T + 0 .. dur-1.
+    shift = key + PITCHES * n_steps - (np.cumsum(dur) - dur)
+    flat[np.repeat(shift, dur) + np.arange(int(dur.sum()))] = np.repeat(v, dur)
 
 
 # --------------------------------------------------------------------------------------
