@@ -44,8 +44,8 @@ def doubles(roll, a: int, b: int) -> bool:
     """Whether track a's onsets sit on track b's (same step, same pitch class)."""
     pa, sa = np.nonzero(roll.planes[a, ONSET])
     pb, sb = np.nonzero(roll.planes[b, ONSET])
-    other = set(zip(sb.tolist(), (pb % 12).tolist()))
-    hits = sum((s, p % 12) in other for s, p in zip(sa.tolist(), pa.tolist()))
+    other = set(zip(sb.tolist(), (pb % 12).tolist(), strict=True))
+    hits = sum((s, p % 12) in other for s, p in zip(sa.tolist(), pa.tolist(), strict=True))
     return len(pa) > 0 and hits / len(pa) >= 0.9
 
 

@@ -112,7 +112,7 @@ def format_midi_summary(summary: dict[str, Any], max_changes: int = 8) -> str:
     numeric = {0, 4}
     for r in [header, *rows]:
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in
-                 enumerate(zip(r, widths))]
+                 enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     if not rows:
         lines.append("(no tracks with notes)")

@@ -96,12 +96,9 @@ class Notes:
 
     def equals(self, other: Notes) -> bool:
         a, b = self.sorted(), other.sorted()
-        return all(
-            np.array_equal(x, y)
-            for x, y in zip(
-                (a.start, a.end, a.pitch, a.velocity), (b.start, b.end, b.pitch, b.velocity)
-            )
-        )
+        ours = (a.start, a.end, a.pitch, a.velocity)
+        theirs = (b.start, b.end, b.pitch, b.velocity)
+        return all(np.array_equal(x, y) for x, y in zip(ours, theirs, strict=True))
 
 
 @dataclass(eq=False)
@@ -283,7 +280,7 @@ def _read_pretty_midi(data: bytes):
     times, bpms = pm.get_tempo_changes()
     tempo_ticks = to_ticks(times)
     tempos = [
-        TempoChange(int(t), round(60_000_000 / b)) for t, b in zip(tempo_ticks, bpms)
+        TempoChange(int(t), round(60_000_000 / b)) for t, b in zip(tempo_ticks, bpms, strict=True)
     ]
     signatures = [
         TimeSignature(int(to_ticks(np.array([x.time]))[0]), int(x.numerator), int(x.denominator))

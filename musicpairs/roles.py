@@ -223,7 +223,7 @@ def assign_roles(roll: Roll, *, use_names: bool = True) -> list[TrackRole]:
     features = content_features(roll)
     scores = melody_scores(roll, features)
     roles: list[tuple[str, str]] = []
-    for k, t in enumerate(roll.tracks):
+    for t in roll.tracks:
         if t.is_drum:
             roles.append(("drums", "drum flag"))
         elif use_names and name_says_bass(t.name):
@@ -251,5 +251,5 @@ def assign_roles(roll: Roll, *, use_names: bool = True) -> list[TrackRole]:
     return [
         TrackRole(role, lpd5_family(t.program, t.is_drum), lpd17_family(t.program, t.is_drum),
                   by)
-        for (role, by), t in zip(roles, roll.tracks)
+        for (role, by), t in zip(roles, roll.tracks, strict=True)
     ]

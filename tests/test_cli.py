@@ -8,12 +8,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from smf import simple_song
 
-from conftest import POP909_SONGS
 from musicpairs import __version__
 from musicpairs.cli import main
 from musicpairs.midi import PARSERS
+
+from conftest import POP909_SONGS
+from smf import simple_song
 
 
 @pytest.fixture

@@ -6,18 +6,20 @@ import os
 
 import numpy as np
 import pytest
-from smf import note, simple_song, smf, track
 
-from conftest import INSTRUMENTAL_CHORALES, POP909_SONGS, POP909_VERSION, SATB_CHORALES
 from musicpairs import MidiReadError, midi_to_roll, read_midi
 from musicpairs.midi import PARSERS, Score, score_to_midi_bytes, write_midi
+
+from conftest import INSTRUMENTAL_CHORALES, POP909_SONGS, POP909_VERSION, SATB_CHORALES
+from smf import note, simple_song, smf, track
 
 OTHER_PARSERS = [p for p in PARSERS if p != "symusic"]
 
 
 def note_set(t) -> set[tuple[int, int, int, int]]:
     n = t.notes
-    return set(zip(n.start.tolist(), n.end.tolist(), n.pitch.tolist(), n.velocity.tolist()))
+    columns = (n.start.tolist(), n.end.tolist(), n.pitch.tolist(), n.velocity.tolist())
+    return set(zip(*columns, strict=True))
 
 
 @pytest.mark.parametrize("parser", OTHER_PARSERS)
@@ -55,7 +57,7 @@ def test_pretty_midi_ends_every_overlapping_note_at_the_first_note_off():
     ]
     assert ours.tempos == theirs.tempos and ours.time_signatures == theirs.time_signatures
     differing = 0
-    for a, b in zip(ours.tracks, theirs.tracks):
+    for a, b in zip(ours.tracks, theirs.tracks, strict=True):
         sa, sb = note_set(a), note_set(b)
         assert len(sa) == len(sb)
         for start, end, pitch, vel in sa - sb:
@@ -75,7 +77,7 @@ def test_score_survives_write_and_read(tmp_path):
     assert again.tempos == score.tempos
     assert again.time_signatures == score.time_signatures
     assert [t.name for t in again.tracks] == [t.name for t in score.tracks]
-    assert all(x.notes.equals(y.notes) for x, y in zip(score.tracks, again.tracks))
+    assert all(x.notes.equals(y.notes) for x, y in zip(score.tracks, again.tracks, strict=True))
 
 
 @pytest.mark.parametrize("parser", PARSERS)

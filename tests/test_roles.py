@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import INSTRUMENTAL_CHORALES, POP909_SONGS, SATB_CHORALES
 from musicpairs import midi_to_roll
 from musicpairs.midi import Notes, Score, Track
 from musicpairs.roles import (
@@ -20,6 +19,8 @@ from musicpairs.roles import (
     name_says_bass,
     name_says_melody,
 )
+
+from conftest import INSTRUMENTAL_CHORALES, POP909_SONGS, SATB_CHORALES
 
 
 def erase_names(roll):

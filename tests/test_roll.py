@@ -11,10 +11,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from musicpairs import MidiReadError, Roll, RollSpec, midi_to_roll, roll_to_midi
-from musicpairs.midi import PARSERS, Notes, Score, TempoChange, TimeSignature, Track
-from musicpairs.midi import score_to_midi_bytes
-from musicpairs.roll import FRAME, ONSET, TrackInfo, downbeat_steps, planes_to_notes
-from musicpairs.roll import ticks_to_steps
+from musicpairs.midi import (
+    PARSERS,
+    Notes,
+    Score,
+    TempoChange,
+    TimeSignature,
+    Track,
+    score_to_midi_bytes,
+)
+from musicpairs.roll import FRAME, ONSET, TrackInfo, downbeat_steps, planes_to_notes, ticks_to_steps
 
 
 def make_score(tracks, tpq=480, tempos=(), signatures=()) -> Score:
@@ -38,7 +44,8 @@ def reference_planes(score: Score, spb: int) -> np.ndarray:
     per_track = []
     for t in score.tracks:
         merged: dict[tuple[int, int], list[int]] = {}  # (pitch, start) -> [end, velocity]
-        for s, e, p, v in zip(t.notes.start, t.notes.end, t.notes.pitch, t.notes.velocity):
+        n = t.notes
+        for s, e, p, v in zip(n.start, n.end, n.pitch, n.velocity, strict=True):
             s0 = step(int(s))
             e0 = max(step(int(e)), s0 + 1)
             old = merged.get((int(p), s0), [0, 0])
@@ -138,7 +145,8 @@ def test_repeated_notes_of_one_pitch_stay_separate():
     assert roll.planes[0, ONSET, 60].tolist() == [100, 0, 0, 0, 50, 0, 0, 0]
     assert roll.planes[0, FRAME, 60].tolist() == [100] * 4 + [50] * 4
     notes = roll.notes(0)
-    assert list(zip(notes.start, notes.end, notes.velocity)) == [(0, 4, 100), (4, 8, 50)]
+    assert list(zip(notes.start, notes.end, notes.velocity, strict=True)) == [
+        (0, 4, 100), (4, 8, 50)]
 
 
 def test_overlapping_notes_of_one_pitch_cut_at_the_next_onset():
@@ -201,7 +209,7 @@ def test_frame_runs_without_onset_decode_as_notes():
     planes[FRAME, 60, :3] = 70  # a window cut mid-note
     planes[ONSET, 60, 3] = planes[FRAME, 60, 3:5] = 40
     notes = planes_to_notes(planes)
-    assert list(zip(notes.start, notes.end, notes.pitch, notes.velocity)) == [
+    assert list(zip(notes.start, notes.end, notes.pitch, notes.velocity, strict=True)) == [
         (0, 3, 60, 70), (3, 5, 60, 40)]
 
 
