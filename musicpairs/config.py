@@ -17,16 +17,21 @@ class RollSpec:
             event hours after the music, a hostile file) is refused with a
             ``MidiReadError`` instead of allocating gigabytes. The default, 2**17 steps,
             is 32,768 beats: over four hours at 120 bpm.
+        max_roll_bytes: Largest roll accepted (tracks x 2 x 128 x T bytes); a file with
+            thousands of tracks is refused rather than taking a worker's memory.
     """
 
     steps_per_beat: int = 4
     max_steps: int = 1 << 17
+    max_roll_bytes: int = 1 << 29
 
     def __post_init__(self):
         if not isinstance(self.steps_per_beat, int) or self.steps_per_beat < 1:
             raise ValueError(f"steps_per_beat must be a positive int, got {self.steps_per_beat!r}")
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
+        for name in ("max_steps", "max_roll_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

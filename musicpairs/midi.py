@@ -276,7 +276,7 @@ def _read_pretty_midi(data: bytes):
         _check_range(pitch, velocity)
         notes = Notes(to_ticks(start), to_ticks(end), pitch.astype(np.uint8),
                       velocity.astype(np.uint8))
-        tracks.append(Track(inst.name, int(inst.program), bool(inst.is_drum), notes))
+        tracks.append(Track(_utf8_name(inst.name), int(inst.program), bool(inst.is_drum), notes))
     times, bpms = pm.get_tempo_changes()
     tempo_ticks = to_ticks(times)
     tempos = [
@@ -323,13 +323,26 @@ def _read_miditoolkit(data: bytes):
         velocity = np.fromiter((x.velocity for x in inst.notes), np.int64, n)
         _check_range(pitch, velocity)
         notes = Notes(start, end, pitch.astype(np.uint8), velocity.astype(np.uint8))
-        tracks.append(Track(inst.name, int(inst.program), bool(inst.is_drum), notes))
+        tracks.append(Track(_utf8_name(inst.name), int(inst.program), bool(inst.is_drum), notes))
     tempos = [TempoChange(int(x.time), round(60_000_000 / x.tempo)) for x in mf.tempo_changes]
     signatures = [
         TimeSignature(int(x.time), int(x.numerator), int(x.denominator))
         for x in mf.time_signature_changes
     ]
     return int(mf.ticks_per_beat), tracks, tempos, signatures
+
+
+def _utf8_name(name: str) -> str:
+    """A track name as symusic reads it: the raw bytes as UTF-8, bad bytes as U+FFFD.
+
+    mido (under pretty_midi and miditoolkit) decodes names as latin-1, which keeps the
+    raw bytes; decoding those as UTF-8 makes the three parsers agree on every name.
+    """
+    try:
+        raw = name.encode("latin-1")
+    except UnicodeEncodeError:
+        return name
+    return raw.decode("utf-8", errors="replace")
 
 
 _READERS = {

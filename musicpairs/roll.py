@@ -180,6 +180,11 @@ def midi_to_roll(
             score.source,
             f"{n_steps} steps long, over the limit of {spec.max_steps} (RollSpec.max_steps)",
         )
+    size = len(score.tracks) * 2 * PITCHES * n_steps
+    if size > spec.max_roll_bytes:
+        raise MidiReadError(
+            score.source, f"its roll would take {size / 2**20:.0f} MiB, over the limit of "
+            f"{spec.max_roll_bytes / 2**20:.0f} MiB (RollSpec.max_roll_bytes)")
     planes = np.zeros((len(score.tracks), 2, PITCHES, n_steps), np.uint8)
     if n:
         track = np.repeat(np.arange(len(counts), dtype=np.int64), counts)

@@ -104,6 +104,13 @@ def test_type0_file_splits_channels_in_the_same_order_everywhere():
         (0, False), (0, True), (5, False), (33, False)]
 
 
+def test_track_names_that_are_not_utf8_read_alike():
+    name = b"hoa \xe2m"  # latin-1 bytes in a track name (seen in POP909 versions)
+    data = smf([track([(0, b"\xff\x03" + bytes([len(name)]) + name)] + note(60))])
+    names = {p: read_midi(data, parser=p).tracks[0].name for p in PARSERS}
+    assert set(names.values()) == {"hoa \ufffdm"}, names
+
+
 def test_missing_tempo_and_meter_get_midi_defaults():
     score = read_midi(smf([track(note(60))]))
     assert [(t.time, t.mspq) for t in score.tempos] == [(0, 500_000)]

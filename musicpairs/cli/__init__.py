@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -30,11 +31,16 @@ def main(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
         min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Dask sets its own loggers to INFO when it is imported; keep them quiet unless -vv.
+    if verbose < 2:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error" if quiet else "warning")
 
 
 def _register() -> None:
+    from musicpairs.cli.build import build
     from musicpairs.cli.inspect import inspect
 
+    main.add_command(build)
     main.add_command(inspect)
 
 

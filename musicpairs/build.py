@@ -1,0 +1,421 @@
+"""The build: crawl a corpus, parse and pair its songs on Dask, write Parquet shards.
+
+Songs are cut into partitions of ``songs_per_shard`` consecutive songs (the crawl order is
+stable). One Dask task per partition reads, pairs and writes that partition's shards, one
+per split (``<split>/part-NNNNN.parquet``), each atomically, then a small record
+``_build/part-NNNNN.json`` saying what it wrote and rejected. ``--resume`` skips the
+partitions that have a record, so an interrupted build finishes with the same rows and
+bytes as an uninterrupted one. ``rejects.parquet`` and ``manifest.json`` are written last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from musicpairs.align import align_versions
+from musicpairs.config import RollSpec
+from musicpairs.datasets import make_corpus
+from musicpairs.datasets.base import Song
+from musicpairs.errors import MidiReadError, MusicpairsError
+from musicpairs.midi import read_midi
+from musicpairs.pairing import (
+    CHANNELS,
+    TASKS,
+    Pair,
+    PairingError,
+    WindowConfig,
+    channel_shapes,
+    cut_windows,
+    melody_split,
+    merge_tracks,
+)
+from musicpairs.roll import midi_to_roll
+from musicpairs.shards import (
+    SPLITS,
+    ShardMeta,
+    ShardWriter,
+    atomic_write_bytes,
+    write_rejects,
+)
+
+log = logging.getLogger(__name__)
+
+RECORDS = "_build"
+# Fields that change what a build writes: a resumed build must agree on all of them.
+_DATA_FIELDS = ("src", "path", "task", "steps_per_beat", "window", "hop", "min_notes",
+                "min_confidence", "songs_per_shard", "max_notes", "parser", "limit",
+                "group_by", "splits")
+
+
+class BuildError(MusicpairsError):
+    """The build cannot start or go on (bad options, an output folder in the way)."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs; written to ``OUT/config.json`` and into the manifest.
+
+    Attributes:
+        src: Corpus kind: ``bach``, ``pop909``, ``lakh`` or ``folder``.
+        path: Where the corpus is (not for ``bach``).
+        task: One of ``musicpairs.pairing.TASKS``.
+        out: The dataset folder to write.
+        window, hop, min_notes: Window length and hop in steps; onsets a window's source
+            and target each need to be kept.
+        min_confidence: version2version pairs aligned with less go to rejects.
+        songs_per_shard: Songs per partition (one task, one shard per split).
+        max_notes: Files with more notes are rejected before they are laid on the grid.
+        splits: train / valid / test fractions, by a stable hash of the song id.
+        workers: Local Dask worker processes (None: all cores); not used with scheduler.
+        scheduler: Address of an existing Dask scheduler (``tcp://host:port``).
+    """
+
+    src: str
+    task: str
+    out: str
+    path: str | None = None
+    steps_per_beat: int = 4
+    window: int = 256
+    hop: int = 128
+    min_notes: int = 4
+    min_confidence: float = 0.5
+    songs_per_shard: int = 64
+    max_notes: int = 1_000_000
+    parser: str = "symusic"
+    limit: int | None = None
+    group_by: str = "file"
+    splits: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    workers: int | None = None
+    scheduler: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise BuildError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.window < 1 or self.hop < 1:
+            raise BuildError("window and hop must be positive")
+        if abs(sum(self.splits) - 1.0) > 1e-9 or min(self.splits) < 0:
+            raise BuildError(f"split fractions must be >= 0 and sum to 1, got {self.splits}")
+
+    @property
+    def spec(self) -> RollSpec:
+        return RollSpec(steps_per_beat=self.steps_per_beat)
+
+    @property
+    def windows(self) -> WindowConfig:
+        return WindowConfig(self.window, self.hop, self.min_notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["splits"] = list(self.splits)
+        return d
+
+    def data_fields(self) -> dict[str, Any]:
+        d = self.to_dict()
+        return {k: d[k] for k in _DATA_FIELDS}
+
+    def shard_meta(self) -> ShardMeta:
+        src_shape, tgt_shape = channel_shapes(self.task, self.window)
+        src_ch, tgt_ch = CHANNELS[self.task]
+        return ShardMeta(self.task, self.steps_per_beat, src_shape, tgt_shape, src_ch, tgt_ch)
+
+
+def split_of(song_id: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> str:
+    """The split of a song, from a stable hash of its id (the same on every machine)."""
+    u = int.from_bytes(hashlib.sha1(song_id.encode()).digest()[:8], "big") / 2**64
+    if u < fractions[0]:
+        return SPLITS[0]
+    return SPLITS[1] if u < fractions[0] + fractions[1] else SPLITS[2]
+
+
+# --------------------------------------------------------------------------------------
+# One partition (runs on a worker)
+
+
+def _reject(file: str, song_id: str, stage: str, reason: str) -> dict[str, str]:
+    return {"file": file, "song_id": song_id, "stage": stage, "reason": reason}
+
+
+def _read_roll(source, cfg: BuildConfig):
+    """Read one version: (roll, None) or (None, reject row)."""
+    try:
+        score = read_midi(source.read_bytes(), parser=cfg.parser, name=source.uri)
+        n = score.note_count()
+        if n > cfg.max_notes:
+            raise MidiReadError(source.uri, f"{n} notes, over the limit of {cfg.max_notes}")
+        if n == 0:
+            raise MidiReadError(source.uri, "no notes")
+        return midi_to_roll(score, cfg.spec), None
+    except MidiReadError as e:
+        return None, e.reason
+
+
+def pair_song(song: Song, cfg: BuildConfig) -> tuple[list[Pair], list[dict[str, str]]]:
+    """All pairs of one song, and a reject row for every version that gave none."""
+    pairs: list[Pair] = []
+    rejects: list[dict[str, str]] = []
+    rolls = []
+    for source in song.versions:
+        roll, reason = _read_roll(source, cfg)
+        if roll is None:
+            rejects.append(_reject(source.uri, song.song_id, "read", reason))
+        else:
+            rolls.append((source.uri, roll))
+    spb = cfg.steps_per_beat
+    if cfg.task != "version2version":
+        for uri, roll in rolls:
+            try:
+                src, tgt = melody_split(roll, cfg.task)
+            except PairingError as e:
+                rejects.append(_reject(uri, song.song_id, "pair", e.reason))
+                continue
+            found = cut_windows(cfg.task, song.song_id, src, tgt, roll.downbeats, cfg.windows,
+                                steps_per_beat=spb, source_file=uri, target_file=uri)
+            if not found:
+                rejects.append(_reject(uri, song.song_id, "window", _no_window(cfg)))
+            pairs += found
+        return pairs, rejects
+
+    if len(rolls) == 1:
+        rejects.append(_reject(rolls[0][0], song.song_id, "pair",
+                               "no other readable version of this song"))
+    merged = [(uri, roll, merge_tracks(roll, [k for k, t in enumerate(roll.tracks)
+                                              if not t.is_drum])) for uri, roll in rolls]
+    for i, (uri_a, roll_a, a) in enumerate(merged):
+        for uri_b, _, b in merged[i + 1 :]:
+            warped, confidence = align_versions(a, b, spb)
+            if confidence < cfg.min_confidence:
+                rejects.append(_reject(uri_b, song.song_id, "align",
+                                       f"low confidence {confidence:.3f} against {uri_a}"))
+                continue
+            found = cut_windows(cfg.task, song.song_id, a, warped, roll_a.downbeats,
+                                cfg.windows, steps_per_beat=spb, source_file=uri_a,
+                                target_file=uri_b, confidence=confidence)
+            if not found:
+                rejects.append(_reject(uri_b, song.song_id, "window", _no_window(cfg)))
+            pairs += found
+    return pairs, rejects
+
+
+def _no_window(cfg: BuildConfig) -> str:
+    return (f"no usable window ({cfg.window} steps with >= {cfg.min_notes} onsets in source "
+            "and target)")
+
+
+def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str, Any]:
+    """Read, pair and write one partition; the only side effects are atomic file writes.
+
+    Returns:
+        The partition's record (also written to ``_build/part-NNNNN.json``): shards
+        written, rejects, and counts of files, songs and pairs.
+    """
+    out = Path(cfg.out)
+    meta = cfg.shard_meta()
+    by_split: dict[str, list[Pair]] = {s: [] for s in SPLITS}
+    rejects: list[dict[str, str]] = []
+    files = 0
+    for song in songs:
+        files += len(song.versions)
+        try:
+            pairs, bad = pair_song(song, cfg)
+        except Exception as e:  # noqa: BLE001 - one bad song must not stop the build
+            log.exception("song %s failed", song.song_id)
+            pairs, bad = [], [_reject(v.uri, song.song_id, "error", f"{type(e).__name__}: {e}")
+                              for v in song.versions]
+        by_split[split_of(song.song_id, cfg.splits)] += pairs
+        rejects += bad
+    shards = []
+    for split, pairs in by_split.items():
+        if not pairs:
+            continue
+        path = out / split / f"part-{index:05d}.parquet"
+        with ShardWriter(path, meta, split) as writer:
+            for pair in sorted(pairs, key=lambda p: p.pair_id):
+                writer.write(pair)
+            info = writer.close()
+        info["path"] = str(Path(info["path"]).relative_to(out))
+        shards.append(info)
+    record = {
+        "index": index,
+        "songs": len(songs),
+        "files": files,
+        "pairs": sum(s["rows"] for s in shards),
+        "shards": shards,
+        "rejects": rejects,
+    }
+    atomic_write_bytes(out / RECORDS / f"part-{index:05d}.json",
+                       json.dumps(record, sort_keys=True).encode())
+    return record
+
+
+# --------------------------------------------------------------------------------------
+# The whole build (runs on the driver)
+
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("musicpairs", "symusic", "pretty_midi", "miditoolkit", "numpy", "pyarrow",
+                 "dask", "distributed"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _prepare_out(cfg: BuildConfig, resume: bool) -> Path:
+    out = Path(cfg.out)
+    config_path = out / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise BuildError(f"{out}: nothing to resume (no config.json)")
+        before = json.loads(config_path.read_text())
+        now = cfg.data_fields()
+        changed = [k for k in now if before.get(k) != now[k]]
+        if changed:
+            raise BuildError(f"{out}: --resume with other options than the first run: "
+                             f"{', '.join(changed)}")
+    elif out.exists() and any(out.iterdir()):
+        raise BuildError(f"{out}: folder exists and is not empty (use --resume to finish "
+                         "that build, or another --out)")
+    (out / RECORDS).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(config_path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True).encode())
+    return out
+
+
+def _client(cfg: BuildConfig):
+    from dask.distributed import Client, LocalCluster
+
+    if cfg.scheduler:
+        return Client(cfg.scheduler), None
+    import os
+
+    workers = cfg.workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def build(
+    cfg: BuildConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run a build (or finish one with ``resume=True``).
+
+    Args:
+        cfg: The build's configuration.
+        resume: Keep the partitions an earlier run of the same build finished.
+        progress: Called with (partitions done, partitions in all or None while the
+            crawl goes on) as partitions finish.
+
+    Returns:
+        The summary: ``files``, ``songs``, ``pairs``, ``splits`` (pairs per split),
+        ``rejected``, ``seconds``, ``out``.
+
+    Raises:
+        BuildError: Bad options, or an output folder that is in the way.
+    """
+    t0 = time.perf_counter()
+    out = _prepare_out(cfg, resume)
+    corpus = make_corpus(cfg.src, cfg.path, group_by=cfg.group_by)
+    n_partitions = done = 0
+    client = cluster = None
+    pending: set = set()
+    try:
+        # Partitions are formed as the crawl yields songs and at most a few per worker
+        # are in flight, so an archive's bytes never sit in memory all at once.
+        for index, songs in enumerate(_partitions(corpus, cfg)):
+            n_partitions += 1
+            if (out / RECORDS / f"part-{index:05d}.json").is_file():
+                done += 1
+                continue
+            if client is None:
+                client, cluster = _client(cfg)
+                limit = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+            while len(pending) >= limit:
+                done += _wait_one(pending)
+                if progress:
+                    progress(done, None)
+            pending.add(client.submit(build_partition, index, songs, cfg, pure=False,
+                                      key=f"musicpairs-part-{index:05d}-{time.time_ns()}"))
+        while pending:
+            done += _wait_one(pending)
+            if progress:
+                progress(done, n_partitions)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    if progress:
+        progress(done, n_partitions)
+    return _finish(cfg, out, corpus, n_partitions, time.perf_counter() - t0)
+
+
+def _partitions(corpus, cfg: BuildConfig):
+    batch: list[Song] = []
+    for n, song in enumerate(corpus.songs()):
+        if cfg.limit is not None and n >= cfg.limit:
+            break
+        batch.append(song)
+        if len(batch) == cfg.songs_per_shard:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _wait_one(pending: set) -> int:
+    """Wait for one future to finish; raise its error if it failed."""
+    from dask.distributed import wait
+
+    finished = wait(pending, return_when="FIRST_COMPLETED").done
+    for future in finished:
+        pending.discard(future)
+        future.result()
+    return len(finished)
+
+
+def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
+            seconds: float) -> dict[str, Any]:
+    records = [json.loads((out / RECORDS / f"part-{i:05d}.json").read_text())
+               for i in range(n_partitions)]
+    rejects = [_reject(r.file, r.song_id, "crawl", r.reason) for r in corpus.rejected]
+    shards = []
+    for r in records:
+        rejects += r["rejects"]
+        shards += r["shards"]
+    n_rejected = write_rejects(out / "rejects.parquet", rejects)
+    splits = {s: sum(x["rows"] for x in shards if x["split"] == s) for s in SPLITS}
+    summary = {
+        "files": sum(r["files"] for r in records) + len(corpus.rejected),
+        "songs": sum(r["songs"] for r in records),
+        "pairs": sum(splits.values()),
+        "splits": splits,
+        "rejected": n_rejected,
+        "seconds": round(seconds, 3),
+        "out": str(out),
+    }
+    manifest = {
+        "schema_version": cfg.shard_meta().schema_version,
+        "meta": json.loads(cfg.shard_meta().to_json()),
+        "config": cfg.to_dict(),
+        "corpus": corpus.describe(),
+        "counts": {k: summary[k] for k in ("files", "songs", "pairs", "splits", "rejected")},
+        "shards": sorted(shards, key=lambda s: s["path"]),
+        "packages": _package_versions(),
+        "seconds": summary["seconds"],
+    }
+    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return summary

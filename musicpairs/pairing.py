@@ -1,0 +1,183 @@
+"""Tasks: turn songs into Pair windows (source and target rolls of one excerpt).
+
+* ``melody2accomp``: source = the melody track; target = all other pitched tracks merged.
+* ``melody2band``: source = the melody; target = the LPD-5 families (drums, piano, guitar,
+  bass, strings), each merged, the melody left out of its family.
+* ``version2version``: two versions of one song, all pitched tracks merged in each,
+  aligned by DTW on beat-synchronous chroma (see ``align.py``); the target is warped onto
+  the source's grid.
+
+A window is ``W`` steps starting on a downbeat; successive windows start on the first
+downbeat at least ``hop`` steps after the previous start. A window whose source or target
+has fewer than ``min_notes`` onsets is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from musicpairs.errors import MusicpairsError
+from musicpairs.roles import LPD5, assign_roles
+from musicpairs.roll import ONSET, Roll
+
+TASKS = {
+    "melody2accomp": "source: the melody track; target: all other pitched tracks merged",
+    "melody2band": "source: the melody; target: LPD-5 families (drums, piano, guitar, bass, "
+                   "strings)",
+    "version2version": "source and target: two versions of one song, pitched tracks merged, "
+                       "aligned by DTW on beat chroma",
+}
+
+CHANNELS = {
+    "melody2accomp": (("melody",), ("accompaniment",)),
+    "melody2band": (("melody",), LPD5),
+    "version2version": (("version_a",), ("version_b",)),
+}
+
+
+class PairingError(MusicpairsError):
+    """A song or file yields no pair; ``reason`` says why (no melody, no usable window...)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How songs are cut into windows."""
+
+    window: int = 256
+    hop: int = 128
+    min_notes: int = 4
+
+
+@dataclass
+class Pair:
+    """One training example.
+
+    Attributes:
+        source: uint8 [Cs, 128, W], C = 2 x channels (onset, frame per channel).
+        target: uint8 [Ct, 128, W].
+    """
+
+    pair_id: str
+    song_id: str
+    source: np.ndarray
+    target: np.ndarray
+    confidence: float
+    source_file: str
+    target_file: str
+    start_beat: float
+
+
+def channel_shapes(task: str, window: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(source_shape, target_shape) of a task's pairs."""
+    src, tgt = CHANNELS[task]
+    return (2 * len(src), 128, window), (2 * len(tgt), 128, window)
+
+
+def merge_tracks(roll: Roll, tracks: list[int]) -> np.ndarray:
+    """Tracks merged into one channel: the loudest onset and frame of any track.
+
+    Returns:
+        uint8 [2, 128, T] (zeros when ``tracks`` is empty).
+    """
+    if not tracks:
+        return np.zeros((2, 128, roll.n_steps), np.uint8)
+    return roll.planes[tracks].max(axis=0)
+
+
+def melody_split(roll: Roll, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target channels of a single-file task.
+
+    Returns:
+        (source uint8 [2, 128, T], target uint8 [Ct, 128, T]).
+
+    Raises:
+        PairingError: No melody track, or nothing else to accompany it.
+    """
+    roles = assign_roles(roll)
+    melody = next((k for k, r in enumerate(roles) if r.role == "melody"), None)
+    if melody is None:
+        raise PairingError(roll.source, "no melody track")
+    source = roll.planes[melody]
+    others = [k for k in range(len(roll.tracks)) if k != melody]
+    if task == "melody2accomp":
+        pitched = [k for k in others if not roll.tracks[k].is_drum]
+        if not pitched:
+            raise PairingError(roll.source, "no accompaniment track besides the melody")
+        return source, merge_tracks(roll, pitched)
+    families = [merge_tracks(roll, [k for k in others if roles[k].lpd5 == family])
+                for family in LPD5]
+    if not any(f.any() for f in families):
+        raise PairingError(roll.source, "no band track besides the melody")
+    return source, np.concatenate(families, axis=0)
+
+
+def window_starts(downbeats: np.ndarray, n_steps: int, hop: int) -> list[int]:
+    """Downbeats where windows start: the first bar, then the first bar >= hop later."""
+    starts: list[int] = []
+    for d in downbeats.tolist():
+        if d < n_steps and (not starts or d >= starts[-1] + hop):
+            starts.append(d)
+    return starts
+
+
+def pair_id(task: str, song_id: str, source_file: str, target_file: str, start: int) -> str:
+    """Stable id of a pair: the same inputs always give the same id."""
+    key = "\0".join((task, song_id, source_file, target_file, str(start)))
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def cut_windows(
+    task: str,
+    song_id: str,
+    source: np.ndarray,
+    target: np.ndarray,
+    downbeats: np.ndarray,
+    cfg: WindowConfig,
+    *,
+    steps_per_beat: int,
+    source_file: str,
+    target_file: str,
+    confidence: float = 1.0,
+) -> list[Pair]:
+    """Cut aligned source [Cs, 128, T] and target [Ct, 128, T] rolls into Pair windows.
+
+    Windows running past the end are padded with silence.
+    """
+    n_steps = source.shape[-1]
+    pairs = []
+    for start in window_starts(downbeats, n_steps, cfg.hop):
+        src = _window(source, start, cfg.window)
+        tgt = _window(target, start, cfg.window)
+        if _onsets(src) < cfg.min_notes or _onsets(tgt) < cfg.min_notes:
+            continue
+        pairs.append(Pair(
+            pair_id(task, song_id, source_file, target_file, start), song_id,
+            np.ascontiguousarray(src), np.ascontiguousarray(tgt), confidence,
+            source_file, target_file, start / steps_per_beat,
+        ))
+    return pairs
+
+
+def _window(planes: np.ndarray, start: int, width: int) -> np.ndarray:
+    piece = planes[..., start : start + width]
+    if piece.shape[-1] == width:
+        return piece
+    pad = np.zeros((*planes.shape[:-1], width), np.uint8)
+    pad[..., : piece.shape[-1]] = piece
+    return pad
+
+
+def _onsets(planes: np.ndarray) -> int:
+    """Onset count of a [C, 128, W] window (onsets of every channel)."""
+    return int(np.count_nonzero(planes[ONSET::2]))
+
