@@ -55,8 +55,8 @@ def main():
                 unexplained += 1
                 print(f"differs ({parser}): {f}")
     n = len(files) - unreadable
-    print(f"\n| files | identical: miditoolkit | identical: pretty_midi | pretty_midi differs, "
-          f"as documented (overlap, zero length) | differs otherwise |")
+    print("\n| files | identical: miditoolkit | identical: pretty_midi | pretty_midi differs, "
+          "as documented (overlap, zero length) | differs otherwise |")
     print("|---:|---:|---:|---:|---:|")
     print(f"| {n} | {same['miditoolkit']} | {same['pretty_midi']} | {explained} | "
           f"{unexplained} |")

@@ -50,6 +50,8 @@ from musicpairs.shards import (
 log = logging.getLogger(__name__)
 
 RECORDS = "_build"
+# DTW holds an n x m float64 matrix: 25M cells (200 MB) is two ~1-hour versions.
+MAX_DTW_CELLS = 25_000_000
 # Fields that change what a build writes: a resumed build must agree on all of them.
 _DATA_FIELDS = ("src", "path", "task", "steps_per_beat", "window", "hop", "min_notes",
                 "min_confidence", "songs_per_shard", "max_notes", "parser", "limit",
@@ -163,45 +165,52 @@ def pair_song(song: Song, cfg: BuildConfig) -> tuple[list[Pair], list[dict[str, 
     """All pairs of one song, and a reject row for every version that gave none."""
     pairs: list[Pair] = []
     rejects: list[dict[str, str]] = []
-    rolls = []
+    rolls = []  # (source, roll) of each readable version
     for source in song.versions:
         roll, reason = _read_roll(source, cfg)
         if roll is None:
             rejects.append(_reject(source.uri, song.song_id, "read", reason))
         else:
-            rolls.append((source.uri, roll))
+            rolls.append((source, roll))
     spb = cfg.steps_per_beat
     if cfg.task != "version2version":
-        for uri, roll in rolls:
+        for source, roll in rolls:
             try:
                 src, tgt = melody_split(roll, cfg.task)
             except PairingError as e:
-                rejects.append(_reject(uri, song.song_id, "pair", e.reason))
+                rejects.append(_reject(source.uri, song.song_id, "pair", e.reason))
                 continue
             found = cut_windows(cfg.task, song.song_id, src, tgt, roll.downbeats, cfg.windows,
-                                steps_per_beat=spb, source_file=uri, target_file=uri)
+                                steps_per_beat=spb, source_file=source.name,
+                                target_file=source.name)
             if not found:
-                rejects.append(_reject(uri, song.song_id, "window", _no_window(cfg)))
+                rejects.append(_reject(source.uri, song.song_id, "window", _no_window(cfg)))
             pairs += found
         return pairs, rejects
 
     if len(rolls) == 1:
-        rejects.append(_reject(rolls[0][0], song.song_id, "pair",
+        rejects.append(_reject(rolls[0][0].uri, song.song_id, "pair",
                                "no other readable version of this song"))
-    merged = [(uri, roll, merge_tracks(roll, [k for k, t in enumerate(roll.tracks)
-                                              if not t.is_drum])) for uri, roll in rolls]
-    for i, (uri_a, roll_a, a) in enumerate(merged):
-        for uri_b, _, b in merged[i + 1 :]:
+    merged = [(source, roll, merge_tracks(roll, [k for k, t in enumerate(roll.tracks)
+                                                 if not t.is_drum])) for source, roll in rolls]
+    for i, (file_a, roll_a, a) in enumerate(merged):
+        for file_b, _, b in merged[i + 1 :]:
+            cells = (a.shape[-1] // spb + 1) * (b.shape[-1] // spb + 1)
+            if cells > MAX_DTW_CELLS:
+                rejects.append(_reject(file_b.uri, song.song_id, "align",
+                                       f"too long to align with {file_a.name} "
+                                       f"({cells} beat pairs, limit {MAX_DTW_CELLS})"))
+                continue
             warped, confidence = align_versions(a, b, spb)
             if confidence < cfg.min_confidence:
-                rejects.append(_reject(uri_b, song.song_id, "align",
-                                       f"low confidence {confidence:.3f} against {uri_a}"))
+                rejects.append(_reject(file_b.uri, song.song_id, "align",
+                                       f"low confidence {confidence:.3f} against {file_a.name}"))
                 continue
             found = cut_windows(cfg.task, song.song_id, a, warped, roll_a.downbeats,
-                                cfg.windows, steps_per_beat=spb, source_file=uri_a,
-                                target_file=uri_b, confidence=confidence)
+                                cfg.windows, steps_per_beat=spb, source_file=file_a.name,
+                                target_file=file_b.name, confidence=confidence)
             if not found:
-                rejects.append(_reject(uri_b, song.song_id, "window", _no_window(cfg)))
+                rejects.append(_reject(file_b.uri, song.song_id, "window", _no_window(cfg)))
             pairs += found
     return pairs, rejects
 
@@ -227,7 +236,7 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
         files += len(song.versions)
         try:
             pairs, bad = pair_song(song, cfg)
-        except Exception as e:  # noqa: BLE001 - one bad song must not stop the build
+        except Exception as e:  # noqa: BLE001, PERF203 - one bad song must not stop the build
             log.exception("song %s failed", song.song_id)
             pairs, bad = [], [_reject(v.uri, song.song_id, "error", f"{type(e).__name__}: {e}")
                               for v in song.versions]
@@ -267,7 +276,7 @@ def _package_versions() -> dict[str, str]:
                  "dask", "distributed"):
         try:
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:  # noqa: PERF203 - a handful of names
             out[name] = "not installed"
     return out
 
@@ -284,6 +293,8 @@ def _prepare_out(cfg: BuildConfig, resume: bool) -> Path:
         if changed:
             raise BuildError(f"{out}: --resume with other options than the first run: "
                              f"{', '.join(changed)}")
+        for stale in out.rglob(".*.tmp-*"):  # half-written files of the interrupted run
+            stale.unlink()
     elif out.exists() and any(out.iterdir()):
         raise BuildError(f"{out}: folder exists and is not empty (use --resume to finish "
                          "that build, or another --out)")
@@ -327,8 +338,8 @@ def build(
         BuildError: Bad options, or an output folder that is in the way.
     """
     t0 = time.perf_counter()
+    corpus = make_corpus(cfg.src, cfg.path, group_by=cfg.group_by)  # fails before any write
     out = _prepare_out(cfg, resume)
-    corpus = make_corpus(cfg.src, cfg.path, group_by=cfg.group_by)
     n_partitions = done = 0
     client = cluster = None
     pending: set = set()

@@ -99,7 +99,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -174,7 +174,7 @@ class ShardWriter:
         self._writer.close()
         with open(self._tmp, "rb+") as fh:  # noqa: PTH123
             os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
+        self._tmp.replace(self.path)
         return {"path": str(self.path), "split": self.split, "rows": self.rows,
                 "bytes": self.path.stat().st_size, "sha256": sha256_file(self.path)}
 

@@ -86,3 +86,29 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.strip() == f"Error: {path}: not a MIDI file (no MThd header)"
+
+
+def test_build_lists_tasks(runner):
+    result = runner.invoke(main, ["build", "--list-tasks"])
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.output.splitlines()] == [
+        "melody2accomp", "melody2band", "version2version"]
+
+
+def test_build_json_line_and_bad_path(runner, tmp_path):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    (songs / "a.mid").write_bytes(simple_song())
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["build", "--src", "folder", "--path", str(songs), "--out",
+                                  str(out), "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert set(summary) == {"files", "songs", "pairs", "splits", "rejected", "seconds", "out"}
+    assert summary["files"] == 1 and summary["rejected"] == 1  # 3 notes: no usable window
+    result = runner.invoke(main, ["build", "--src", "pop909", "--path", str(tmp_path / "no"),
+                                  "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: POP909 folder not found")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o2").exists()

@@ -49,4 +49,4 @@ class BachCorpus(Corpus):
             if name in seen:
                 continue
             seen.add(name)
-            yield Song(name, (MidiSource(f"music21:{name}"),))
+            yield Song(name, (MidiSource(f"music21:{name}", name=name),))

@@ -18,16 +18,24 @@ class MidiSource:
     """Where one MIDI file's bytes are.
 
     Attributes:
-        uri: The file's name in tables and messages: a path, an fsspec URL, or
-            ``ARCHIVE::MEMBER`` for a tar member.
-        data: The bytes, when the crawler already holds them (archives read in one pass,
-            corpora generated in memory); None to read ``uri`` when needed.
-        md5: The file's MD5 when known from its name (Lakh), for de-duplication.
+        uri: Where the bytes are: a path, an fsspec URL, ``ARCHIVE::MEMBER`` for a tar
+            member, ``music21:NAME`` for a bundled score. Used in the rejects table.
+        data: The bytes, when the crawler already holds them (archives read in one pass);
+            None to read ``uri`` when needed.
+        md5: The file's MD5 when known (Lakh), for de-duplication.
+        name: The file's name inside its corpus (``001/versions/001-v1.mid``,
+            ``lmd_full/a/abc.mid``): the same whether the corpus is a folder or an archive
+            and wherever it sits, so pair ids built from it are stable. Defaults to uri.
     """
 
     uri: str
     data: bytes | None = field(default=None, repr=False, compare=False)
     md5: str | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", self.uri)
 
     def read_bytes(self) -> bytes:
         """The file's bytes.
@@ -54,8 +62,6 @@ class MidiSource:
         except OSError as e:
             raise MidiReadError(self.uri, f"cannot open: {e.strerror or e}") from e
 
-    def without_data(self) -> MidiSource:
-        return MidiSource(self.uri, None, self.md5)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ class FolderCorpus(Corpus):
             protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
             return sorted(f"{protocol}://{f.split('://')[-1]}" for f in found if is_midi_name(f))
         if any(c in loc for c in "*?["):
-            return sorted(f for f in glob.glob(loc, recursive=True) if is_midi_name(f))
+            return sorted(f for f in glob.glob(loc, recursive=True) if is_midi_name(f))  # noqa: PTH207 - a user glob
         root = Path(loc)
         if not root.is_dir():
             raise FileNotFoundError(f"no folder, glob or URL matches {loc}")
@@ -50,8 +50,10 @@ class FolderCorpus(Corpus):
             p = PurePosixPath(f.split("://")[-1])
             key = p.parent.name if self.group_by == "parent" else p.name.rsplit(".", 1)[0]
             groups[key].append(f)
+        root = self.location.rstrip("/") + "/"
         for song_id in sorted(groups):
-            yield Song(song_id, tuple(MidiSource(f) for f in sorted(groups[song_id])))
+            yield Song(song_id, tuple(MidiSource(f, name=f.removeprefix(root))
+                                      for f in sorted(groups[song_id])))
 
     def describe(self) -> dict:
         return {"src": self.name, "path": self.location, "group_by": self.group_by}

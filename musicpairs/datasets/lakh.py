@@ -25,8 +25,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from musicpairs.datasets.base import Corpus, CrawlReject, MidiSource, Song, iter_tar_midi
-from musicpairs.datasets.base import is_midi_name
+from musicpairs.datasets.base import (
+    Corpus,
+    CrawlReject,
+    MidiSource,
+    Song,
+    is_midi_name,
+    iter_tar_midi,
+)
 
 LAYOUTS = ("lmd_matched", "lmd_aligned", "clean_midi", "lmd_full")
 _VERSION_SUFFIX = re.compile(r"^(.*?)(?:\.(\d+))?$")
@@ -54,7 +60,8 @@ class LakhCorpus(Corpus):
         folder = self.root / layout
         if folder.is_dir():
             for f in sorted(p for p in folder.rglob("*") if p.is_file() and is_midi_name(p.name)):
-                yield PurePosixPath(f.relative_to(folder).as_posix()), MidiSource(str(f))
+                rel = PurePosixPath(f.relative_to(folder).as_posix())
+                yield rel, MidiSource(str(f), name=f"{layout}/{rel}")
             return
         archive = self.root / f"{layout}.tar.gz"
         for member, data, refused in iter_tar_midi(archive):
@@ -65,7 +72,7 @@ class LakhCorpus(Corpus):
             rel = PurePosixPath(member)
             if rel.parts and rel.parts[0] == layout:
                 rel = PurePosixPath(*rel.parts[1:])
-            yield rel, MidiSource(uri, data)
+            yield rel, MidiSource(uri, data, name=f"{layout}/{rel}")
 
     def _scores(self) -> dict[str, dict[str, float]]:
         path = self.root / "match_scores.json"
@@ -93,7 +100,7 @@ class LakhCorpus(Corpus):
                 for rel, src in self._entries(layout):
                     md5 = rel.name.rsplit(".", 1)[0]
                     if claim(md5, md5, src.uri):
-                        yield Song(md5, (MidiSource(src.uri, src.data, md5),))
+                        yield Song(md5, (MidiSource(src.uri, src.data, md5, src.name),))
 
     def _matched(self, layout: str, claim) -> Iterator[Song]:
         scores = self._scores()
@@ -108,12 +115,12 @@ class LakhCorpus(Corpus):
             places.sort(key=lambda p: (-scores.get(p[0], {}).get(md5, 0.0), p[0]))
             msd_id, src = places[0]
             if claim(md5, msd_id, src.uri):
-                songs[msd_id].append(MidiSource(src.uri, src.data, md5))
+                songs[msd_id].append(MidiSource(src.uri, src.data, md5, src.name))
             for other, dup in places[1:]:
                 self.rejected.append(CrawlReject(
                     dup.uri, other, f"duplicate: md5 {md5} is used by {msd_id}"))
         for msd_id in sorted(songs):
-            yield Song(msd_id, tuple(sorted(songs[msd_id], key=lambda s: s.uri)))
+            yield Song(msd_id, tuple(sorted(songs[msd_id], key=lambda s: s.name)))
 
     def _clean(self, claim) -> Iterator[Song]:
         songs: dict[str, list[MidiSource]] = defaultdict(list)
@@ -131,6 +138,6 @@ class LakhCorpus(Corpus):
             md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - Lakh names files by MD5
             if claim(md5, song_id, src.uri):
                 # Folder files are read again by the worker; archive bytes travel along.
-                songs[song_id].append(MidiSource(src.uri, src.data, md5))
+                songs[song_id].append(MidiSource(src.uri, src.data, md5, src.name))
         for song_id in sorted(songs):
-            yield Song(song_id, tuple(sorted(songs[song_id], key=lambda s: s.uri)))
+            yield Song(song_id, tuple(sorted(songs[song_id], key=lambda s: s.name)))

@@ -25,7 +25,8 @@ class Pop909Corpus(Corpus):
             versions = sorted((folder / "versions").glob("*.mid"))
             files = ([main] if main.is_file() else []) + versions
             if files:
-                yield Song(folder.name, tuple(MidiSource(str(f)) for f in files))
+                yield Song(folder.name, tuple(
+                    MidiSource(str(f), name=f.relative_to(self.root).as_posix()) for f in files))
 
     def describe(self) -> dict:
         return {"src": self.name, "path": str(self.root)}
