@@ -304,16 +304,31 @@ def _prepare_out(cfg: BuildConfig, resume: bool) -> Path:
 
 
 def _client(cfg: BuildConfig):
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if cfg.scheduler:
         return Client(cfg.scheduler), None
     import os
 
     workers = cfg.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = local_cluster(workers)
     return Client(cluster), cluster
+
+
+def local_cluster(workers: int):
+    """A LocalCluster of single-threaded worker processes, tuned for the build.
+
+    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` so workers hand freed memory back
+    at once; a build allocates a roll per file and a row group per shard, and faulting
+    those pages in again costs ~20 % of its time. Workers here keep 256 MiB.
+    """
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+                          str(256 << 20)}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", silence_logs=logging.ERROR)
 
 
 def build(

@@ -63,7 +63,8 @@ class Pair:
     """One training example.
 
     Attributes:
-        source: uint8 [Cs, 128, W], C = 2 x channels (onset, frame per channel).
+        source: uint8 [Cs, 128, W], C = 2 x channels (onset, frame per channel); may be a
+            view into a song's roll.
         target: uint8 [Ct, 128, W].
     """
 
@@ -91,7 +92,10 @@ def merge_tracks(roll: Roll, tracks: list[int]) -> np.ndarray:
     """
     if not tracks:
         return np.zeros((2, 128, roll.n_steps), np.uint8)
-    return roll.planes[tracks].max(axis=0)
+    out = roll.planes[tracks[0]].copy()
+    for k in tracks[1:]:
+        np.maximum(out, roll.planes[k], out=out)
+    return out
 
 
 def melody_split(roll: Roll, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -154,16 +158,21 @@ def cut_windows(
     Windows running past the end are padded with silence.
     """
     n_steps = source.shape[-1]
+    # Onsets before each step, so a window's count costs two lookups and skipped windows
+    # are never copied.
+    src_before, tgt_before = _onsets_before(source), _onsets_before(target)
     pairs = []
     for start in window_starts(downbeats, n_steps, cfg.hop):
+        stop = min(start + cfg.window, n_steps)
+        if (src_before[stop] - src_before[start] < cfg.min_notes
+                or tgt_before[stop] - tgt_before[start] < cfg.min_notes):
+            continue
         src = _window(source, start, cfg.window)
         tgt = _window(target, start, cfg.window)
-        if _onsets(src) < cfg.min_notes or _onsets(tgt) < cfg.min_notes:
-            continue
+        # src and tgt may be views into the song's rolls: the shard writer copies once.
         pairs.append(Pair(
-            pair_id(task, song_id, source_file, target_file, start), song_id,
-            np.ascontiguousarray(src), np.ascontiguousarray(tgt), confidence,
-            source_file, target_file, start / steps_per_beat,
+            pair_id(task, song_id, source_file, target_file, start), song_id, src, tgt,
+            confidence, source_file, target_file, start / steps_per_beat,
         ))
     return pairs
 
@@ -177,7 +186,8 @@ def _window(planes: np.ndarray, start: int, width: int) -> np.ndarray:
     return pad
 
 
-def _onsets(planes: np.ndarray) -> int:
-    """Onset count of a [C, 128, W] window (onsets of every channel)."""
-    return int(np.count_nonzero(planes[ONSET::2]))
+def _onsets_before(planes: np.ndarray) -> np.ndarray:
+    """int64 [T + 1]: onsets (of every channel) in steps before each step."""
+    per_step = np.count_nonzero(planes[ONSET::2], axis=(0, 1))
+    return np.concatenate(([0], np.cumsum(per_step)))
 

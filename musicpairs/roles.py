@@ -12,6 +12,7 @@ whose programs vary (Lakh).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 
@@ -105,6 +106,7 @@ def _split_digits(tokens: list[str]) -> list[str]:
     return [re.sub(r"\d+$", "", t) or t for t in tokens]
 
 
+@functools.lru_cache(maxsize=4096)
 def name_says_melody(name: str) -> bool:
     """Whether a track name calls the track a melody (and not an accompaniment)."""
     tokens = _split_digits(_tokens(name))
@@ -119,6 +121,7 @@ def name_says_melody(name: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def name_says_bass(name: str) -> bool:
     """Whether a track name calls the track a bass line ("Bass", "Fretless Bass", "贝斯")."""
     tokens = _split_digits(_tokens(name))
@@ -136,7 +139,7 @@ def _program_prior(program: int) -> float:
     return 0.0
 
 
-def content_features(roll: Roll) -> dict[int, dict[str, float]]:
+def content_features(roll: Roll, tracks: list[int] | None = None) -> dict[int, dict[str, float]]:
     """Per pitched track, the content features the melody score uses.
 
     All are measured from the first sounding step of the song to its end:
@@ -145,38 +148,44 @@ def content_features(roll: Roll) -> dict[int, dict[str, float]]:
     holds the highest pitch of all pitched tracks; ``mean_interval`` mean absolute
     interval between consecutive onsets (semitones, capped at 12); ``density`` onsets
     per step; ``notes`` onset count; ``mean_pitch``.
+
+    Args:
+        roll: The song.
+        tracks: Only these tracks (default: every pitched track). ``top_share`` still
+            compares with every pitched track.
     """
     pitched = [k for k, t in enumerate(roll.tracks) if not t.is_drum]
     if not pitched or roll.n_steps == 0:
         return {}
-    frames = roll.planes[pitched, FRAME] > 0  # (K, 128, T)
-    sounding_any = frames.any(axis=(0, 1))
+    wanted = pitched if tracks is None else [k for k in tracks if k in pitched]
+    # Steps on the rows, pitches contiguous: per-step reductions run along memory.
+    frames = np.ascontiguousarray(roll.planes[pitched, FRAME].transpose(0, 2, 1)) > 0
+    sounding_any = frames.any(axis=(0, 2))  # (T,)
     first = int(np.argmax(sounding_any))
-    frames = frames[:, :, first:]
-    span = frames.shape[-1]
-    every = frames.any(axis=0)  # (128, T)
-    highest = np.where(every.any(axis=0), 127 - np.argmax(every[::-1], axis=0), -1)
+    frames = frames[:, first:]  # (K, S, 128)
+    span = frames.shape[1]
+    count = frames.sum(axis=2)  # (K, S)
+    top = np.where(count > 0, 127 - np.argmax(frames[:, :, ::-1], axis=2), -1)
+    highest = top.max(axis=0)  # (S,)
+    pitch_axis = np.arange(128)
 
     out = {}
-    for i, k in enumerate(pitched):
-        fr = frames[i]
-        count = fr.sum(axis=0)
-        sounding = count > 0
-        n_sounding = max(int(sounding.sum()), 1)
-        top = np.where(sounding, 127 - np.argmax(fr[::-1], axis=0), -1)
-        onset_pitch, onset_step = np.nonzero(roll.planes[k, ONSET, :, first:])
-        order = np.argsort(onset_step, kind="stable")
-        intervals = np.abs(np.diff(onset_pitch[order].astype(np.int64)))
-        pitches = np.nonzero(fr)[0]
+    for k in wanted:
+        i = pitched.index(k)
+        sounding = count[i] > 0
+        n_sounding = int(sounding.sum())
+        step, pitch = np.nonzero(roll.planes[k, ONSET, :, first:].T)  # by step, then pitch
+        intervals = np.abs(np.diff(pitch.astype(np.int64)))
+        hist = frames[i].sum(axis=0)  # (128,) sounding steps per pitch
         out[k] = {
-            "poly": float((count > 1).sum() / n_sounding),
-            "coverage": float(sounding.mean()),
-            "top_share": float((top[sounding] == highest[sounding]).mean()) if sounding.any()
+            "poly": float((count[i] > 1).sum() / max(n_sounding, 1)),
+            "coverage": n_sounding / span,
+            "top_share": float((top[i][sounding] == highest[sounding]).mean()) if n_sounding
             else 0.0,
             "mean_interval": float(np.minimum(intervals, 12).mean()) if len(intervals) else 12.0,
-            "density": len(onset_pitch) / span,
-            "notes": float(len(onset_pitch)),
-            "mean_pitch": float(pitches.mean()) if len(pitches) else 0.0,
+            "density": len(pitch) / span,
+            "notes": float(len(pitch)),
+            "mean_pitch": float(hist @ pitch_axis / hist.sum()) if hist.any() else 0.0,
         }
     return out
 
@@ -190,13 +199,22 @@ def melody_scores(roll: Roll, features: dict[int, dict[str, float]] | None = Non
         ``MAX_MELODY_POLYPHONY``).
     """
     features = content_features(roll) if features is None else features
-    scores = np.full(len(roll.tracks), -np.inf)
+    scores = np.full(len(roll.tracks), -np.inf)  # tracks without features stay -inf
     for k, f in features.items():
         if f["notes"] < MIN_MELODY_NOTES or f["poly"] > MAX_MELODY_POLYPHONY:
             continue
         scores[k] = sum(w * f[name] for name, w in _WEIGHTS.items())
         scores[k] += _program_prior(roll.tracks[k].program)
     return scores
+
+
+def _plausible(roll: Roll, k: int) -> bool:
+    """Whether track k can be a melody: what melody_scores checks, for one track, cheaply."""
+    count = np.count_nonzero(roll.planes[k, FRAME], axis=0)  # (T,) pitches sounding
+    sounding = int(np.count_nonzero(count))
+    notes = np.count_nonzero(roll.planes[k, ONSET])
+    poly = np.count_nonzero(count > 1) / max(sounding, 1)
+    return notes >= MIN_MELODY_NOTES and poly <= MAX_MELODY_POLYPHONY
 
 
 def find_melody(roll: Roll, *, use_names: bool = True) -> int | None:
@@ -220,8 +238,6 @@ def assign_roles(roll: Roll, *, use_names: bool = True) -> list[TrackRole]:
     Returns:
         One :class:`TrackRole` per track; at most one track has role ``"melody"``.
     """
-    features = content_features(roll)
-    scores = melody_scores(roll, features)
     roles: list[tuple[str, str]] = []
     for t in roll.tracks:
         if t.is_drum:
@@ -233,14 +249,19 @@ def assign_roles(roll: Roll, *, use_names: bool = True) -> list[TrackRole]:
         else:
             roles.append(("other", "default"))
 
-    named = [
-        k for k, t in enumerate(roll.tracks)
-        if use_names and roles[k][0] == "other" and name_says_melody(t.name)
-        and np.isfinite(scores[k])
-    ]  # fmt: skip
+    # Content features cost more than names: when names point at the melody, only those
+    # tracks are measured (to check they are plausible).
+    named = [k for k, t in enumerate(roll.tracks)
+             if use_names and roles[k][0] == "other" and name_says_melody(t.name)]
+    if len(named) == 1:
+        named = [k for k in named if _plausible(roll, k)]
+    elif named:
+        scores = melody_scores(roll, content_features(roll, named))
+        named = sorted((k for k in named if np.isfinite(scores[k])), key=lambda k: -scores[k])
     if named:
-        melody, by = max(named, key=lambda k: scores[k]), "name"
+        melody, by = named[0], "name"
     else:
+        scores = melody_scores(roll, content_features(roll))
         open_scores = np.where([r[0] == "other" for r in roles], scores, -np.inf)
         best = int(np.argmax(open_scores)) if len(open_scores) else 0
         melody, by = (best, "content") if len(open_scores) and np.isfinite(

@@ -30,6 +30,7 @@ METADATA_KEY = b"musicpairs"
 SPLITS = ("train", "valid", "test")
 ROW_GROUP_ROWS = 128  # ~16 MiB of rolls at [2, 128, 256] + [2, 128, 256]
 COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3  # as fast as level 1 on sparse rolls, ~20 % smaller
 
 
 class ShardError(MusicpairsError):
@@ -127,7 +128,12 @@ class ShardWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=COMPRESSION,
+                                        compression_level=COMPRESSION_LEVEL,
                                         write_statistics=["pair_id", "song_id", "split"])
+        # One row group of rolls, reused: each pair is copied once, into memory that is
+        # already mapped (fresh allocations fault in every page, which is slow).
+        self._source = np.empty((ROW_GROUP_ROWS, *meta.source_shape), np.uint8)
+        self._target = np.empty((ROW_GROUP_ROWS, *meta.target_shape), np.uint8)
         self._buffer: list = []
 
     def write(self, pair) -> None:
@@ -138,8 +144,11 @@ class ShardWriter:
         if pair.target.shape != self.meta.target_shape or pair.target.dtype != np.uint8:
             raise ValueError(f"target {pair.target.dtype}{pair.target.shape} is not uint8"
                              f"{self.meta.target_shape}")
+        n = len(self._buffer)
+        self._source[n] = pair.source
+        self._target[n] = pair.target
         self._buffer.append(pair)
-        if len(self._buffer) >= ROW_GROUP_ROWS:
+        if n + 1 == ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
@@ -151,8 +160,8 @@ class ShardWriter:
                 pa.array([p.pair_id for p in b], pa.string()),
                 pa.array([p.song_id for p in b], pa.string()),
                 pa.array([self.split] * len(b), pa.string()),
-                pa.array([p.source.tobytes() for p in b], pa.binary(self.meta.source_bytes)),
-                pa.array([p.target.tobytes() for p in b], pa.binary(self.meta.target_bytes)),
+                _binary_column(self._source[: len(b)], self.meta.source_bytes),
+                _binary_column(self._target[: len(b)], self.meta.target_bytes),
                 pa.array([p.confidence for p in b], pa.float32()),
                 pa.array([p.source_file for p in b], pa.string()),
                 pa.array([p.target_file for p in b], pa.string()),
@@ -242,6 +251,12 @@ class ShardReader:
             yield from self.decode(self.read_row_group(g))
 
 
+def _binary_column(rows: np.ndarray, width: int) -> pa.FixedSizeBinaryArray:
+    """uint8 [n, ...] (C-contiguous) as a fixed_size_binary column, without copying."""
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(rows),
+                                                [None, pa.py_buffer(rows)])
+
+
 def decode_rolls(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
     """A fixed_size_binary column as uint8 [rows, *shape], without copying when possible."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
@@ -264,6 +279,6 @@ def write_rejects(path: Path, rejects: Iterable[dict[str, str]]) -> int:
     rows = sorted(rejects, key=lambda r: (r["file"], r["stage"], r["reason"]))
     table = pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression=COMPRESSION)
+    pq.write_table(table, sink, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
     return len(rows)

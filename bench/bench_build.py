@@ -1,0 +1,158 @@
+"""End-to-end build on POP909 melody2accomp against an LPD-style reference script.
+
+    python bench/bench_build.py ../shared/data/pop909 [--songs N] [--reference-songs M]
+
+Side by side, in one run:
+
+* musicpairs: ``build`` (symusic, Dask) on 1 worker and on 2 workers; the clusters are
+  started before the clock starts, the clock covers crawl, parse, pair, shard writing and
+  the manifest.
+* reference: what LPD-style scripts do, one process on one core: pretty_midi parse, the
+  beat grid from ``get_beats``, ``get_piano_roll`` per instrument sampled on it, the melody
+  by track name, onsets from frame starts, the same windows (256 steps on downbeats, hop
+  128, the same empty-window rule), ``np.savez_compressed`` per file.
+
+Prints files/s/core, the ratio, the 2-worker speedup and bytes per pair. Targets:
+musicpairs >= 60x the reference per core; 2 workers >= 1.7x one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def reference_file(path: Path, out: Path, window=256, hop=128, spb=4, min_notes=4) -> int:
+    """LPD-style: pretty_midi + get_piano_roll + savez_compressed. Returns pairs kept."""
+    import pretty_midi
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = pretty_midi.PrettyMIDI(str(path))
+    beats = pm.get_beats()
+    if len(beats) < 2:
+        return 0
+    end = pm.get_end_time()
+    step = np.diff(beats, append=beats[-1] + (beats[-1] - beats[-2])) / spb
+    times = (beats[:, None] + step[:, None] * np.arange(spb)).ravel()
+    times = times[times < end]
+    melody = [i for i in pm.instruments if i.name.strip().upper() == "MELODY"]
+    others = [i for i in pm.instruments if i not in melody and not i.is_drum]
+    if not melody or not others:
+        return 0
+    src = melody[0].get_piano_roll(times=times)
+    tgt = np.max([i.get_piano_roll(times=times) for i in others], axis=0)
+
+    def planes(frame):
+        frame = np.clip(frame, 0, 127).astype(np.uint8)
+        onset = np.where(np.diff(frame > 0, axis=1, prepend=0) > 0, frame, 0).astype(np.uint8)
+        return np.stack([onset, frame])
+
+    src, tgt = planes(src), planes(tgt)
+    downbeats = np.searchsorted(times, pm.get_downbeats() - 1e-6)
+    starts, kept_src, kept_tgt = [], [], []
+    for d in downbeats:
+        if d < len(times) and (not starts or d >= starts[-1] + hop):
+            starts.append(int(d))
+    for s in starts:
+        a = np.zeros((2, 128, window), np.uint8)
+        b = np.zeros((2, 128, window), np.uint8)
+        piece_a, piece_b = src[..., s : s + window], tgt[..., s : s + window]
+        a[..., : piece_a.shape[-1]] = piece_a
+        b[..., : piece_b.shape[-1]] = piece_b
+        if np.count_nonzero(a[0]) >= min_notes and np.count_nonzero(b[0]) >= min_notes:
+            kept_src.append(a)
+            kept_tgt.append(b)
+    if kept_src:
+        np.savez_compressed(out / (path.stem + ".npz"), source=np.stack(kept_src),
+                            target=np.stack(kept_tgt))
+    return len(kept_src)
+
+
+def run_reference(files: list[Path], tmp: Path) -> dict:
+    out = tmp / "reference"
+    out.mkdir()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    t0 = time.perf_counter()
+    pairs = sum(reference_file(f, out) for f in files)
+    seconds = time.perf_counter() - t0
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    size = sum(p.stat().st_size for p in out.iterdir())
+    return {"files": len(files), "seconds": seconds, "pairs": pairs, "bytes": size, "cores": 1}
+
+
+def run_musicpairs(root: Path, songs: int, workers: int, tmp: Path) -> dict:
+    from dask.distributed import Client
+
+    from musicpairs.build import BuildConfig, build, local_cluster
+
+    out = tmp / f"musicpairs-{workers}"
+    with local_cluster(workers) as cluster:
+        with Client(cluster) as client:  # workers import what a build needs, off the clock
+            client.run(lambda: __import__("musicpairs.build"))
+        cfg = BuildConfig(src="pop909", path=str(root), task="melody2accomp", out=str(out),
+                          scheduler=cluster.scheduler_address, limit=songs,
+                          songs_per_shard=16)
+        t0 = time.perf_counter()
+        summary = build(cfg)
+        seconds = time.perf_counter() - t0
+    manifest = json.loads((out / "manifest.json").read_text())
+    size = sum(s["bytes"] for s in manifest["shards"])
+    return {"files": summary["files"], "seconds": seconds, "pairs": summary["pairs"],
+            "bytes": size, "cores": workers}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path, help="the POP909 folder")
+    ap.add_argument("--songs", type=int, default=909, help="songs for musicpairs")
+    ap.add_argument("--reference-songs", type=int, default=100,
+                    help="songs for the (slow) reference; its rate is per file")
+    args = ap.parse_args()
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+
+    from musicpairs.datasets.pop909 import Pop909Corpus
+
+    songs = list(Pop909Corpus(args.root).songs())
+    for song in songs[: args.songs]:  # the page cache holds every file before any timing
+        for v in song.versions:
+            v.read_bytes()
+    ref_files = [Path(v.uri) for s in songs[: args.reference_songs] for v in s.versions]
+    tmp = Path(tempfile.mkdtemp(prefix="musicpairs-bench-"))
+    try:
+        results = {
+            "reference (pretty_midi + get_piano_roll + savez_compressed)":
+                run_reference(ref_files, tmp),
+            "musicpairs build, 1 worker": run_musicpairs(args.root, args.songs, 1, tmp),
+            "musicpairs build, 2 workers": run_musicpairs(args.root, args.songs, 2, tmp),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    rate = {k: r["files"] / r["seconds"] / r["cores"] for k, r in results.items()}
+    ref = next(iter(rate.values()))
+    one, two = (results["musicpairs build, 1 worker"], results["musicpairs build, 2 workers"])
+    print(f"POP909 melody2accomp (songs with their versions), {os.cpu_count()} cores")
+    print()
+    print("| pipeline | files | pairs | seconds | files/s/core | vs reference | bytes/pair |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['files']} | {r['pairs']} | {r['seconds']:.1f} | "
+              f"{rate[name]:,.1f} | {rate[name] / ref:.1f}x | "
+              f"{r['bytes'] / max(r['pairs'], 1):,.0f} |")
+    speedup = (two["files"] / two["seconds"]) / (one["files"] / one["seconds"])
+    print(f"\n2 workers vs 1: {speedup:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
