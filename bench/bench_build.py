@@ -96,6 +96,7 @@ def run_musicpairs(root: Path, songs: int, workers: int, tmp: Path) -> dict:
 
     from musicpairs.build import BuildConfig, build, local_cluster
 
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / f"musicpairs-{workers}"
     with local_cluster(workers) as cluster:
         with Client(cluster) as client:  # workers import what a build needs, off the clock
@@ -118,6 +119,8 @@ def main():
     ap.add_argument("--songs", type=int, default=909, help="songs for musicpairs")
     ap.add_argument("--reference-songs", type=int, default=100,
                     help="songs for the (slow) reference; its rate is per file")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="rounds of the two musicpairs builds (times add up)")
     args = ap.parse_args()
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
@@ -133,9 +136,16 @@ def main():
         results = {
             "reference (pretty_midi + get_piano_roll + savez_compressed)":
                 run_reference(ref_files, tmp),
-            "musicpairs build, 1 worker": run_musicpairs(args.root, args.songs, 1, tmp),
-            "musicpairs build, 2 workers": run_musicpairs(args.root, args.songs, 2, tmp),
+            "musicpairs build, 1 worker": None,
+            "musicpairs build, 2 workers": None,
         }
+        for r in range(args.repeat):  # rounds alternate, so drift hits both alike
+            for workers in (1, 2) if r % 2 == 0 else (2, 1):
+                name = f"musicpairs build, {workers} worker{'s' if workers > 1 else ''}"
+                got = run_musicpairs(args.root, args.songs, workers, tmp / f"r{r}")
+                prev = results[name]
+                results[name] = got if prev is None else {
+                    k: prev[k] + got[k] if k != "cores" else got[k] for k in got}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
