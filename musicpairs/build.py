@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,6 @@ class BuildConfig:
     splits: tuple[float, float, float] = (0.9, 0.05, 0.05)
     workers: int | None = None
     scheduler: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -148,7 +147,7 @@ def _reject(file: str, song_id: str, stage: str, reason: str) -> dict[str, str]:
 
 
 def _read_roll(source, cfg: BuildConfig):
-    """Read one version: (roll, None) or (None, reject row)."""
+    """Read one version: (roll, None), or (None, the reason it cannot be used)."""
     try:
         score = read_midi(source.read_bytes(), parser=cfg.parser, name=source.uri)
         n = score.note_count()
@@ -335,7 +334,7 @@ def build(
     cfg: BuildConfig,
     *,
     resume: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Run a build (or finish one with ``resume=True``).
 

@@ -126,7 +126,8 @@ def iter_tar_midi(archive: str | Path) -> Iterator[tuple[str, bytes | None, str 
         (member name, None, reason) for a member that is refused (a name escaping the
         archive's folder, a link), so that it can go to the rejects table.
     """
-    with tarfile.open(archive, mode="r:*") as tar:
+    # Stream mode: one forward pass over the compressed archive, no seeking back.
+    with tarfile.open(archive, mode="r|*") as tar:
         for member in tar:
             if not is_midi_name(member.name):
                 continue
