@@ -91,7 +91,8 @@ def run_reference(files: list[Path], tmp: Path) -> dict:
     return {"files": len(files), "seconds": seconds, "pairs": pairs, "bytes": size, "cores": 1}
 
 
-def run_musicpairs(root: Path, songs: int, workers: int, tmp: Path) -> dict:
+def run_musicpairs(root: Path, songs: int, workers: int, tmp: Path,
+                   songs_per_shard: int) -> dict:
     from dask.distributed import Client
 
     from musicpairs.build import BuildConfig, build, local_cluster
@@ -103,7 +104,7 @@ def run_musicpairs(root: Path, songs: int, workers: int, tmp: Path) -> dict:
             client.run(lambda: __import__("musicpairs.build"))
         cfg = BuildConfig(src="pop909", path=str(root), task="melody2accomp", out=str(out),
                           scheduler=cluster.scheduler_address, limit=songs,
-                          songs_per_shard=16)
+                          songs_per_shard=songs_per_shard)
         t0 = time.perf_counter()
         summary = build(cfg)
         seconds = time.perf_counter() - t0
@@ -119,6 +120,7 @@ def main():
     ap.add_argument("--songs", type=int, default=909, help="songs for musicpairs")
     ap.add_argument("--reference-songs", type=int, default=100,
                     help="songs for the (slow) reference; its rate is per file")
+    ap.add_argument("--songs-per-shard", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=2,
                     help="rounds of the two musicpairs builds (times add up)")
     args = ap.parse_args()
@@ -142,7 +144,8 @@ def main():
         for r in range(args.repeat):  # rounds alternate, so drift hits both alike
             for workers in (1, 2) if r % 2 == 0 else (2, 1):
                 name = f"musicpairs build, {workers} worker{'s' if workers > 1 else ''}"
-                got = run_musicpairs(args.root, args.songs, workers, tmp / f"r{r}")
+                got = run_musicpairs(args.root, args.songs, workers, tmp / f"r{r}",
+                                     args.songs_per_shard)
                 prev = results[name]
                 results[name] = got if prev is None else {
                     k: prev[k] + got[k] if k != "cores" else got[k] for k in got}

@@ -228,30 +228,37 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
     """
     out = Path(cfg.out)
     meta = cfg.shard_meta()
-    by_split: dict[str, list[Pair]] = {s: [] for s in SPLITS}
+    writers: dict[str, ShardWriter] = {}
     rejects: list[dict[str, str]] = []
     files = 0
-    for song in songs:
-        files += len(song.versions)
-        try:
-            pairs, bad = pair_song(song, cfg)
-        except Exception as e:  # noqa: BLE001, PERF203 - one bad song must not stop the build
-            log.exception("song %s failed", song.song_id)
-            pairs, bad = [], [_reject(v.uri, song.song_id, "error", f"{type(e).__name__}: {e}")
-                              for v in song.versions]
-        by_split[split_of(song.song_id, cfg.splits)] += pairs
-        rejects += bad
-    shards = []
-    for split, pairs in by_split.items():
-        if not pairs:
-            continue
-        path = out / split / f"part-{index:05d}.parquet"
-        with ShardWriter(path, meta, split) as writer:
-            for pair in sorted(pairs, key=lambda p: p.pair_id):
-                writer.write(pair)
-            info = writer.close()
-        info["path"] = str(Path(info["path"]).relative_to(out))
-        shards.append(info)
+    try:
+        for song in songs:
+            files += len(song.versions)
+            try:
+                pairs, bad = pair_song(song, cfg)
+            except Exception as e:  # noqa: BLE001, PERF203 - one bad song must not stop it
+                log.exception("song %s failed", song.song_id)
+                pairs, bad = [], [_reject(v.uri, song.song_id, "error",
+                                          f"{type(e).__name__}: {e}") for v in song.versions]
+            rejects += bad
+            if pairs:
+                # Pairs go to their shard as each song is done, so a partition never holds
+                # more than one song's rolls.
+                split = split_of(song.song_id, cfg.splits)
+                if split not in writers:
+                    writers[split] = ShardWriter(out / split / f"part-{index:05d}.parquet",
+                                                 meta, split)
+                for pair in pairs:
+                    writers[split].write(pair)
+        shards = []
+        for split in SPLITS:
+            if split in writers:
+                info = writers.pop(split).close()
+                info["path"] = str(Path(info["path"]).relative_to(out))
+                shards.append(info)
+    finally:
+        for writer in writers.values():  # an error left these unfinished
+            writer.abort()
     record = {
         "index": index,
         "songs": len(songs),
@@ -319,13 +326,14 @@ def local_cluster(workers: int):
 
     Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` so workers hand freed memory back
     at once; a build allocates a roll per file and a row group per shard, and faulting
-    those pages in again costs ~20 % of its time. Workers here keep 256 MiB.
+    those pages in again costs ~20 % of its time. Workers here keep 256 MiB. The workers'
+    statistical profiler (a stack sample every 10 ms, for the dashboard) is off.
     """
     import dask
     from dask.distributed import LocalCluster
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
-                          str(256 << 20)}):
+                          str(256 << 20), "distributed.worker.profile.enabled": False}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             dashboard_address=":0", silence_logs=logging.ERROR)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,10 +134,11 @@ class ShardWriter:
                                         compression_level=COMPRESSION_LEVEL,
                                         data_page_size=8 << 20,
                                         write_statistics=["pair_id", "song_id", "split"])
-        # One row group of rolls, reused: each pair is copied once, into memory that is
-        # already mapped (fresh allocations fault in every page, which is slow).
-        self._source = np.empty((ROW_GROUP_ROWS, *meta.source_shape), np.uint8)
-        self._target = np.empty((ROW_GROUP_ROWS, *meta.target_shape), np.uint8)
+        # One row group of rolls: each pair is copied once, into memory that is already
+        # mapped. Buffers come from a per-thread pool and go back on close: fresh 8 MiB
+        # allocations fault every page in again, which costs more than compressing them.
+        self._source = _take_buffer(meta.source_shape)
+        self._target = _take_buffer(meta.target_shape)
         self._buffer: list = []
 
     def write(self, pair) -> None:
@@ -184,6 +186,7 @@ class ShardWriter:
         """
         self._flush()
         self._writer.close()
+        self._release()
         with open(self._tmp, "rb+") as fh:  # noqa: PTH123
             os.fsync(fh.fileno())
         self._tmp.replace(self.path)
@@ -192,7 +195,14 @@ class ShardWriter:
 
     def abort(self) -> None:
         self._writer.close()
+        self._release()
         self._tmp.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        if self._source is not None:
+            _give_back(self._source)
+            _give_back(self._target)
+            self._source = self._target = None
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -252,6 +262,21 @@ class ShardReader:
     def rows(self) -> Iterator[dict[str, Any]]:
         for g in range(self.num_row_groups):
             yield from self.decode(self.read_row_group(g))
+
+
+_pool = threading.local()
+
+
+def _take_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 [ROW_GROUP_ROWS, *shape] buffer from this thread's pool (or a new one)."""
+    free = _pool.__dict__.setdefault("free", {}).setdefault(tuple(shape), [])
+    return free.pop() if free else np.empty((ROW_GROUP_ROWS, *shape), np.uint8)
+
+
+def _give_back(buffer: np.ndarray) -> None:
+    free = _pool.__dict__.setdefault("free", {}).setdefault(buffer.shape[1:], [])
+    if len(free) < 4:  # a few writers open at once at most; more would only hold memory
+        free.append(buffer)
 
 
 def _binary_column(rows: np.ndarray, width: int) -> pa.FixedSizeBinaryArray:
