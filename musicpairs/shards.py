@@ -139,7 +139,9 @@ class ShardWriter:
         # allocations fault every page in again, which costs more than compressing them.
         self._source = _take_buffer(meta.source_shape)
         self._target = _take_buffer(meta.target_shape)
-        self._buffer: list = []
+        # The other columns of the buffered rows (not the Pairs: they may hold views of
+        # a whole song's rolls).
+        self._buffer: list[tuple] = []
 
     def write(self, pair) -> None:
         """Add one Pair (see ``musicpairs.pairing.Pair``)."""
@@ -152,30 +154,33 @@ class ShardWriter:
         n = len(self._buffer)
         self._source[n] = pair.source
         self._target[n] = pair.target
-        self._buffer.append(pair)
+        self._buffer.append((pair.pair_id, pair.song_id, pair.confidence, pair.source_file,
+                             pair.target_file, pair.start_beat))
         if n + 1 == ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         if not self._buffer:
             return
-        b = self._buffer
+        n = len(self._buffer)
+        pair_ids, song_ids, confidence, source_files, target_files, start_beats = zip(
+            *self._buffer, strict=True)
         table = pa.Table.from_arrays(
             [
-                pa.array([p.pair_id for p in b], pa.string()),
-                pa.array([p.song_id for p in b], pa.string()),
-                pa.array([self.split] * len(b), pa.string()),
-                _binary_column(self._source[: len(b)], self.meta.source_bytes),
-                _binary_column(self._target[: len(b)], self.meta.target_bytes),
-                pa.array([p.confidence for p in b], pa.float32()),
-                pa.array([p.source_file for p in b], pa.string()),
-                pa.array([p.target_file for p in b], pa.string()),
-                pa.array([p.start_beat for p in b], pa.float64()),
+                pa.array(pair_ids, pa.string()),
+                pa.array(song_ids, pa.string()),
+                pa.array([self.split] * n, pa.string()),
+                _binary_column(self._source[:n], self.meta.source_bytes),
+                _binary_column(self._target[:n], self.meta.target_bytes),
+                pa.array(confidence, pa.float32()),
+                pa.array(source_files, pa.string()),
+                pa.array(target_files, pa.string()),
+                pa.array(start_beats, pa.float64()),
             ],
             schema=self.schema,
         )
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        self.rows += len(b)
+        self.rows += n
         self._buffer = []
 
     def close(self) -> dict[str, Any]:
