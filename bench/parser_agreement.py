@@ -17,7 +17,7 @@ import numpy as np
 from musicpairs import MidiReadError, midi_to_roll, read_midi
 
 
-def pretty_midi_reason(path: Path) -> bool:
+def pretty_midi_documented_difference(path: Path) -> bool:
     for t in read_midi(path).tracks:
         n = t.notes
         if np.any(n.end == n.start):
@@ -49,7 +49,7 @@ def main():
         for parser in same:
             if midi_to_roll(f, parser=parser) == ref:
                 same[parser] += 1
-            elif parser == "pretty_midi" and pretty_midi_reason(f):
+            elif parser == "pretty_midi" and pretty_midi_documented_difference(f):
                 explained += 1
             else:
                 unexplained += 1

@@ -283,6 +283,26 @@ def test_bad_files_go_to_rejects_and_good_ones_are_all_paired(tmp_path):
     assert paired == set(good)
 
 
+def test_folder_corpus_reads_an_fsspec_url():
+    import fsspec
+
+    from musicpairs.datasets.folder import FolderCorpus
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/mp-corpus/a/one.mid", simple_song())
+    fs.pipe("/mp-corpus/b/two.mid", simple_song())
+    fs.pipe("/mp-corpus/b/notes.txt", b"not midi")
+    try:
+        songs = list(FolderCorpus("memory://mp-corpus").songs())
+        assert [(s.song_id, [v.name for v in s.versions]) for s in songs] == [
+            ("one", ["a/one.mid"]), ("two", ["b/two.mid"])]
+        assert songs[0].versions[0].read_bytes() == simple_song()
+        grouped = list(FolderCorpus("memory://mp-corpus", group_by="parent").songs())
+        assert [s.song_id for s in grouped] == ["a", "b"]
+    finally:
+        fs.rm("/mp-corpus", recursive=True)
+
+
 # --- determinism, resume ------------------------------------------------------------------
 
 @pytest.fixture

@@ -50,10 +50,17 @@ class FolderCorpus(Corpus):
             p = PurePosixPath(f.split("://")[-1])
             key = p.parent.name if self.group_by == "parent" else p.name.rsplit(".", 1)[0]
             groups[key].append(f)
-        root = self.location.rstrip("/") + "/"
         for song_id in sorted(groups):
-            yield Song(song_id, tuple(MidiSource(f, name=f.removeprefix(root))
+            yield Song(song_id, tuple(MidiSource(f, name=self._relative(f))
                                       for f in sorted(groups[song_id])))
+
+    def _relative(self, found: str) -> str:
+        """A file's name below the corpus location (URLs compared without protocol)."""
+        def bare(s: str) -> str:
+            return s.split("://", 1)[-1].lstrip("/") if "://" in s else s
+
+        root = bare(self.location).rstrip("/") + "/"
+        return bare(found).removeprefix(root)
 
     def describe(self) -> dict:
         return {"src": self.name, "path": self.location, "group_by": self.group_by}
