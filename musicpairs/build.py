@@ -50,6 +50,7 @@ from musicpairs.shards import (
 log = logging.getLogger(__name__)
 
 RECORDS = "_build"
+DEFAULT_SPLITS = (0.9, 0.05, 0.05)  # train, valid, test
 # DTW holds an n x m float64 matrix: 25M cells (200 MB) is two ~1-hour versions.
 MAX_DTW_CELLS = 25_000_000
 # Fields that change what a build writes: a resumed build must agree on all of them.
@@ -95,7 +96,7 @@ class BuildConfig:
     parser: str = "symusic"
     limit: int | None = None
     group_by: str = "file"
-    splits: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    splits: tuple[float, float, float] = DEFAULT_SPLITS
     workers: int | None = None
     scheduler: str | None = None
 
@@ -130,7 +131,7 @@ class BuildConfig:
         return ShardMeta(self.task, self.steps_per_beat, src_shape, tgt_shape, src_ch, tgt_ch)
 
 
-def split_of(song_id: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> str:
+def split_of(song_id: str, fractions: tuple[float, float, float] = DEFAULT_SPLITS) -> str:
     """The split of a song, from a stable hash of its id (the same on every machine)."""
     u = int.from_bytes(hashlib.sha1(song_id.encode()).digest()[:8], "big") / 2**64
     if u < fractions[0]:

@@ -266,26 +266,14 @@ def _read_pretty_midi(data: bytes):
 
     pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
     to_ticks = _seconds_to_ticks_fn(pm)
-    tracks = []
-    for inst in pm.instruments:
-        n = len(inst.notes)
-        start = np.fromiter((x.start for x in inst.notes), np.float64, n)
-        end = np.fromiter((x.end for x in inst.notes), np.float64, n)
-        pitch = np.fromiter((x.pitch for x in inst.notes), np.int64, n)
-        velocity = np.fromiter((x.velocity for x in inst.notes), np.int64, n)
-        _check_range(pitch, velocity)
-        notes = Notes(to_ticks(start), to_ticks(end), pitch.astype(np.uint8),
-                      velocity.astype(np.uint8))
-        tracks.append(Track(_utf8_name(inst.name), int(inst.program), bool(inst.is_drum), notes))
+    tracks = [_mido_track(inst, np.float64, to_ticks) for inst in pm.instruments]
     times, bpms = pm.get_tempo_changes()
-    tempo_ticks = to_ticks(times)
-    tempos = [
-        TempoChange(int(t), round(60_000_000 / b)) for t, b in zip(tempo_ticks, bpms, strict=True)
-    ]
-    signatures = [
-        TimeSignature(int(to_ticks(np.array([x.time]))[0]), int(x.numerator), int(x.denominator))
-        for x in pm.time_signature_changes
-    ]
+    tempos = [TempoChange(int(t), round(60_000_000 / b))
+              for t, b in zip(to_ticks(times).tolist(), bpms, strict=True)]
+    sigs = pm.time_signature_changes
+    sig_ticks = to_ticks(np.array([x.time for x in sigs], np.float64)).tolist()
+    signatures = [TimeSignature(t, int(x.numerator), int(x.denominator))
+                  for t, x in zip(sig_ticks, sigs, strict=True)]
     return int(pm.resolution), tracks, tempos, signatures
 
 
@@ -314,22 +302,32 @@ def _read_miditoolkit(data: bytes):
     import miditoolkit
 
     mf = miditoolkit.MidiFile(file=io.BytesIO(data))
-    tracks = []
-    for inst in mf.instruments:
-        n = len(inst.notes)
-        start = np.fromiter((x.start for x in inst.notes), np.int64, n)
-        end = np.fromiter((x.end for x in inst.notes), np.int64, n)
-        pitch = np.fromiter((x.pitch for x in inst.notes), np.int64, n)
-        velocity = np.fromiter((x.velocity for x in inst.notes), np.int64, n)
-        _check_range(pitch, velocity)
-        notes = Notes(start, end, pitch.astype(np.uint8), velocity.astype(np.uint8))
-        tracks.append(Track(_utf8_name(inst.name), int(inst.program), bool(inst.is_drum), notes))
+    tracks = [_mido_track(inst, np.int64, lambda ticks: ticks) for inst in mf.instruments]
     tempos = [TempoChange(int(x.time), round(60_000_000 / x.tempo)) for x in mf.tempo_changes]
     signatures = [
         TimeSignature(int(x.time), int(x.numerator), int(x.denominator))
         for x in mf.time_signature_changes
     ]
     return int(mf.ticks_per_beat), tracks, tempos, signatures
+
+
+def _mido_track(inst, time_dtype, to_ticks) -> Track:
+    """A Track from a pretty_midi or miditoolkit instrument (both parse with mido).
+
+    Args:
+        inst: The instrument; its notes have start, end, pitch, velocity.
+        time_dtype: float64 for pretty_midi's seconds, int64 for miditoolkit's ticks.
+        to_ticks: Maps an array of those times to int64 ticks.
+    """
+    n = len(inst.notes)
+    start = np.fromiter((x.start for x in inst.notes), time_dtype, n)
+    end = np.fromiter((x.end for x in inst.notes), time_dtype, n)
+    pitch = np.fromiter((x.pitch for x in inst.notes), np.int64, n)
+    velocity = np.fromiter((x.velocity for x in inst.notes), np.int64, n)
+    _check_range(pitch, velocity)
+    notes = Notes(to_ticks(start), to_ticks(end), pitch.astype(np.uint8),
+                  velocity.astype(np.uint8))
+    return Track(_utf8_name(inst.name), int(inst.program), bool(inst.is_drum), notes)
 
 
 def _utf8_name(name: str) -> str:
@@ -374,8 +372,7 @@ def _finish_score(tpq, tracks, tempos, signatures, label) -> Score:
       wins. A repeated identical signature is kept: it starts a new bar.
     * Tracks are put in canonical order (see ``_canonical_order``).
     """
-    if tpq <= 0:
-        raise MidiReadError(label, f"{tpq} ticks per quarter note")
+    # check_midi_bytes has refused a zero or SMPTE division before any parser ran.
     # Every parser pairs a note-off after its note-on, so start >= 0 and end >= start.
     kept = [t for t in tracks if len(t.notes)]
 

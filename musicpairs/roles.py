@@ -201,11 +201,15 @@ def melody_scores(roll: Roll, features: dict[int, dict[str, float]] | None = Non
     features = content_features(roll) if features is None else features
     scores = np.full(len(roll.tracks), -np.inf)  # tracks without features stay -inf
     for k, f in features.items():
-        if f["notes"] < MIN_MELODY_NOTES or f["poly"] > MAX_MELODY_POLYPHONY:
+        if not _can_be_melody(f["notes"], f["poly"]):
             continue
         scores[k] = sum(w * f[name] for name, w in _WEIGHTS.items())
         scores[k] += _program_prior(roll.tracks[k].program)
     return scores
+
+
+def _can_be_melody(notes: float, poly: float) -> bool:
+    return notes >= MIN_MELODY_NOTES and poly <= MAX_MELODY_POLYPHONY
 
 
 def _plausible(roll: Roll, k: int) -> bool:
@@ -213,8 +217,7 @@ def _plausible(roll: Roll, k: int) -> bool:
     count = np.count_nonzero(roll.planes[k, FRAME], axis=0)  # (T,) pitches sounding
     sounding = int(np.count_nonzero(count))
     notes = np.count_nonzero(roll.planes[k, ONSET])
-    poly = np.count_nonzero(count > 1) / max(sounding, 1)
-    return notes >= MIN_MELODY_NOTES and poly <= MAX_MELODY_POLYPHONY
+    return _can_be_melody(notes, np.count_nonzero(count > 1) / max(sounding, 1))
 
 
 def find_melody(roll: Roll, *, use_names: bool = True) -> int | None:
