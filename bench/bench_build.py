@@ -12,8 +12,9 @@ Side by side, in one run:
   by track name, onsets from frame starts, the same windows (256 steps on downbeats, hop
   128, the same empty-window rule), ``np.savez_compressed`` per file.
 
-Prints files/s/core, the ratio, the 2-worker speedup and bytes per pair. Targets:
-musicpairs >= 60x the reference per core; 2 workers >= 1.7x one.
+The three run interleaved, in rounds. Prints files/s/core, the ratio, the 2-worker speedup
+and bytes per pair. Targets: musicpairs >= 60x the reference per core; 2 workers >= 1.7x
+one.
 """
 
 from __future__ import annotations
@@ -77,9 +78,8 @@ def reference_file(path: Path, out: Path, window=256, hop=128, spb=4, min_notes=
     return len(kept_src)
 
 
-def run_reference(files: list[Path], tmp: Path) -> dict:
-    out = tmp / "reference"
-    out.mkdir()
+def run_reference(files: list[Path], out: Path) -> dict:
+    out.mkdir(parents=True)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     t0 = time.perf_counter()
@@ -121,8 +121,8 @@ def main():
     ap.add_argument("--reference-songs", type=int, default=100,
                     help="songs for the (slow) reference; its rate is per file")
     ap.add_argument("--songs-per-shard", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=2,
-                    help="rounds of the two musicpairs builds (times add up)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds, each a slice of the reference and both builds (times add up)")
     args = ap.parse_args()
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
@@ -137,23 +137,26 @@ def main():
 
     ref_files = [Path(v.uri) for s in songs[: args.reference_songs] for v in s.versions]
     tmp = Path(tempfile.mkdtemp(prefix="musicpairs-bench-"))
+    names = ["reference (pretty_midi + get_piano_roll + savez_compressed)",
+             "musicpairs build, 1 worker", "musicpairs build, 2 workers"]
+    results: dict[str, dict | None] = dict.fromkeys(names)
+
+    def add(name, got):
+        prev = results[name]
+        results[name] = got if prev is None else {
+            k: prev[k] + got[k] if k != "cores" else got[k] for k in got}
+
     try:
-        warm()
-        results = {
-            "reference (pretty_midi + get_piano_roll + savez_compressed)":
-                run_reference(ref_files, tmp),
-            "musicpairs build, 1 worker": None,
-            "musicpairs build, 2 workers": None,
-        }
-        for r in range(args.repeat):  # rounds alternate, so drift hits both alike
+        # Rounds interleave all three (this machine's speed drifts by tens of percent
+        # over minutes): each round times a slice of the reference files, then both
+        # builds, in alternating order; times add up over the rounds.
+        for r in range(args.repeat):
+            warm()
+            add(names[0], run_reference(ref_files[r :: args.repeat], tmp / f"ref{r}"))
             for workers in (1, 2) if r % 2 == 0 else (2, 1):
-                name = f"musicpairs build, {workers} worker{'s' if workers > 1 else ''}"
                 warm()
-                got = run_musicpairs(args.root, args.songs, workers, tmp / f"r{r}",
-                                     args.songs_per_shard)
-                prev = results[name]
-                results[name] = got if prev is None else {
-                    k: prev[k] + got[k] if k != "cores" else got[k] for k in got}
+                add(names[workers], run_musicpairs(args.root, args.songs, workers,
+                                                   tmp / f"r{r}", args.songs_per_shard))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

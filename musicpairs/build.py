@@ -333,8 +333,10 @@ def local_cluster(workers: int):
     import dask
     from dask.distributed import LocalCluster
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
-                          str(256 << 20), "distributed.worker.profile.enabled": False}):
+    env = "distributed.nanny.pre-spawn-environ."
+    with dask.config.set({env + "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+                          env + "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                          "distributed.worker.profile.enabled": False}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                             dashboard_address=":0", silence_logs=logging.ERROR)
 

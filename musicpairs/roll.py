@@ -360,4 +360,6 @@ def downbeat_steps(
         out.append(pos[pos < stop])
     if not out:
         return np.zeros(0, np.int64)
-    return np.unique(np.concatenate(out))
+    steps = np.concatenate(out)
+    # Segments are disjoint and ordered; only bars shorter than a step repeat a position.
+    return steps if (np.diff(steps) > 0).all() else np.unique(steps)
