@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +21,22 @@ class Pop909Corpus(Corpus):
             raise FileNotFoundError(f"POP909 folder not found: {self.root}")
 
     def songs(self) -> Iterator[Song]:
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            main = folder / f"{folder.name}.mid"
-            versions = sorted((folder / "versions").glob("*.mid"))
-            files = ([main] if main.is_file() else []) + versions
+        # scandir: one directory read per folder and no stat per file (909 folders).
+        with os.scandir(self.root) as it:
+            folders = sorted(e.name for e in it if e.is_dir())
+        for name in folders:
+            folder = self.root / name
+            files = []
+            if (folder / f"{name}.mid").is_file():
+                files.append(f"{name}/{name}.mid")
+            try:
+                with os.scandir(folder / "versions") as it:
+                    files += sorted(f"{name}/versions/{e.name}" for e in it
+                                    if e.name.endswith(".mid") and e.is_file())
+            except (FileNotFoundError, NotADirectoryError):
+                pass
             if files:
-                yield Song(folder.name, tuple(
-                    MidiSource(str(f), name=f.relative_to(self.root).as_posix()) for f in files))
+                yield Song(name, tuple(MidiSource(str(self.root / f), name=f) for f in files))
 
     def describe(self) -> dict:
         return {"src": self.name, "path": str(self.root)}
