@@ -140,8 +140,10 @@ def main():
     names = ["reference (pretty_midi + get_piano_roll + savez_compressed)",
              "musicpairs build, 1 worker", "musicpairs build, 2 workers"]
     results: dict[str, dict | None] = dict.fromkeys(names)
+    rounds: list[dict[str, float]] = []  # files/s/core of each pipeline, per round
 
     def add(name, got):
+        rounds[-1][name] = got["files"] / got["seconds"] / got["cores"]
         prev = results[name]
         results[name] = got if prev is None else {
             k: prev[k] + got[k] if k != "cores" else got[k] for k in got}
@@ -151,6 +153,7 @@ def main():
         # over minutes): each round times a slice of the reference files, then both
         # builds, in alternating order; times add up over the rounds.
         for r in range(args.repeat):
+            rounds.append({})
             warm()
             add(names[0], run_reference(ref_files[r :: args.repeat], tmp / f"ref{r}"))
             for workers in (1, 2) if r % 2 == 0 else (2, 1):
@@ -173,6 +176,16 @@ def main():
               f"{r['bytes'] / max(r['pairs'], 1):,.0f} |")
     speedup = (two["files"] / two["seconds"]) / (one["files"] / one["seconds"])
     print(f"\n2 workers vs 1: {speedup:.2f}x")
+    # Each round on its own: the ratios within a round share the machine's speed of
+    # that minute, so their median is the steadiest figure.
+    print("\n| round | reference files/s | 1 worker vs reference | 2 workers vs 1 |")
+    print("|---|---:|---:|---:|")
+    per_core, scaling = [], []
+    for r, got in enumerate(rounds):
+        per_core.append(got[names[1]] / got[names[0]])
+        scaling.append(2 * got[names[2]] / got[names[1]])
+        print(f"| {r + 1} | {got[names[0]]:.1f} | {per_core[-1]:.1f}x | {scaling[-1]:.2f}x |")
+    print(f"| median | | {np.median(per_core):.1f}x | {np.median(scaling):.2f}x |")
 
 
 if __name__ == "__main__":
