@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow.parquet as pq
+
 from musicpairs.config import RollSpec
-from musicpairs.midi import read_midi
+from musicpairs.errors import MusicpairsError
+from musicpairs.midi import Notes, Score, TempoChange, Track, read_midi
 from musicpairs.roles import assign_roles
-from musicpairs.roll import midi_to_roll, ticks_to_steps
+from musicpairs.roll import FRAME, ONSET, midi_to_roll, planes_to_layers, ticks_to_steps
+from musicpairs.shards import (
+    SPLITS,
+    ShardError,
+    ShardMeta,
+    ShardReader,
+    decode_rolls,
+    sha256_file,
+)
 
 
 def program_name(program: int) -> str:
@@ -123,3 +138,523 @@ def _changes(items: list[str], limit: int) -> str:
     if len(items) <= limit:
         return ", ".join(items)
     return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+
+
+# --------------------------------------------------------------------------------------
+# Shards
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float | None]:
+    if not len(values):
+        return dict.fromkeys(("min", "p10", "median", "p90", "max"))
+    q = np.quantile(values, [0, 0.1, 0.5, 0.9, 1])
+    return {k: round(float(x), 4) for k, x in zip(("min", "p10", "median", "p90", "max"), q,
+                                                  strict=True)}
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class _ChannelStats:
+    """Onsets, sounding steps and sounding pitch-steps per channel, summed over rows."""
+
+    def __init__(self, channels: tuple[str, ...]):
+        self.channels = channels
+        self.rows = 0
+        self.onsets = np.zeros(len(channels), np.int64)
+        self.sounding = np.zeros(len(channels), np.int64)
+        self.pitch_steps = np.zeros(len(channels), np.int64)
+        self.empty = np.zeros(len(channels), np.int64)
+
+    def add(self, rolls: np.ndarray) -> None:
+        """rolls: uint8 [n, 2 x channels, 128, W]."""
+        onsets = np.count_nonzero(rolls[:, ONSET::2], axis=(2, 3))  # [n, C]
+        per_step = (rolls[:, FRAME::2] != 0).sum(axis=2, dtype=np.int64)  # [n, C, W]
+        self.rows += len(rolls)
+        self.onsets += onsets.sum(axis=0)
+        self.sounding += (per_step > 0).sum(axis=(0, 2))
+        self.pitch_steps += per_step.sum(axis=(0, 2))
+        self.empty += (onsets == 0).sum(axis=0)
+
+    def summary(self, steps_per_row: int, steps_per_beat: int) -> dict[str, dict[str, float]]:
+        rows = max(self.rows, 1)
+        beats_per_row = steps_per_row / steps_per_beat
+        return {
+            name: {
+                "onsets_per_beat": round(float(self.onsets[c]) / rows / beats_per_row, 3),
+                "polyphony": round(float(self.pitch_steps[c]) / max(int(self.sounding[c]), 1),
+                                   3),
+                "sounding": round(float(self.sounding[c]) / rows / steps_per_row, 4),
+                "empty_rows": round(float(self.empty[c]) / rows, 4),
+            }
+            for c, name in enumerate(self.channels)
+        }
+
+
+def shard_summary(path: str | PathLike, *, first: int = 5) -> dict[str, Any]:
+    """What a shard holds: metadata, size, songs, confidence, note statistics.
+
+    Reads the shard one row group at a time.
+
+    Returns:
+        A JSON-ready dict: ``file``, ``meta`` (the musicpairs metadata), ``rows``,
+        ``row_groups``, ``bytes``, ``compression``, ``splits`` (rows per split),
+        ``songs``, ``confidence`` (quantiles and a histogram), ``source`` and ``target``
+        (per channel: onsets per beat, polyphony = pitches per sounding step, sounding =
+        share of steps with a note, empty_rows = share of rows with no onset),
+        ``first_rows``.
+
+    Raises:
+        ShardError: Not a readable musicpairs shard.
+    """
+    reader = ShardReader(path)
+    meta = reader.meta
+    source_stats = _ChannelStats(meta.source_channels)
+    target_stats = _ChannelStats(meta.target_channels)
+    songs: set[str] = set()
+    splits: dict[str, int] = {}
+    confidence = []
+    first_rows: list[dict[str, Any]] = []
+    for g in range(reader.num_row_groups):
+        table = reader.read_row_group(g)
+        source_stats.add(decode_rolls(table.column("source"), meta.source_shape))
+        target_stats.add(decode_rolls(table.column("target"), meta.target_shape))
+        songs.update(table.column("song_id").to_pylist())
+        for split in table.column("split").to_pylist():
+            splits[split] = splits.get(split, 0) + 1
+        confidence.append(table.column("confidence").to_numpy())
+        if len(first_rows) < first:
+            rest = table.select(["pair_id", "song_id", "source_file", "target_file",
+                                 "start_beat", "confidence"]).slice(0, first - len(first_rows))
+            first_rows += rest.to_pylist()
+    conf = np.concatenate(confidence) if confidence else np.zeros(0, np.float32)
+    hist, _ = np.histogram(conf, bins=CONFIDENCE_BINS)
+    md = reader.file.metadata
+    compression = (md.row_group(0).column(md.schema.names.index("source")).compression
+                   if md.num_row_groups else None)
+    return {
+        "file": str(path),
+        "meta": json.loads(meta.to_json()),
+        "rows": reader.num_rows,
+        "row_groups": reader.num_row_groups,
+        "bytes": Path(path).stat().st_size,
+        "compression": compression,
+        "splits": splits,
+        "songs": len(songs),
+        "confidence": {
+            **_quantiles(conf),
+            "histogram": [[lo, hi, int(n)] for lo, hi, n in
+                          zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], hist, strict=True)],
+        },
+        "source": source_stats.summary(meta.source_shape[-1], meta.steps_per_beat),
+        "target": target_stats.summary(meta.target_shape[-1], meta.steps_per_beat),
+        "first_rows": [{**r, "confidence": round(float(r["confidence"]), 4)}
+                       for r in first_rows],
+    }
+
+
+def format_shard_summary(s: dict[str, Any]) -> str:
+    """Render :func:`shard_summary` for the terminal."""
+    meta = s["meta"]
+    conf = s["confidence"]
+    lines = [
+        s["file"],
+        f"task {meta['task']}, {meta['steps_per_beat']} steps per beat, schema "
+        f"v{meta['schema_version']}",
+        f"source {meta['dtype']}{list(meta['source_shape'])} "
+        f"({', '.join(meta['source_channels'])})",
+        f"target {meta['dtype']}{list(meta['target_shape'])} "
+        f"({', '.join(meta['target_channels'])})",
+        f"{s['rows']} rows in {s['row_groups']} row group{'s' if s['row_groups'] != 1 else ''}"
+        f", {s['songs']} songs, "
+        f"{_size(s['bytes'])} ({s['compression']}, "
+        f"{s['bytes'] / max(s['rows'], 1):,.0f} B/row); splits "
+        + ", ".join(f"{k} {v}" for k, v in s["splits"].items()),
+    ]
+    if s["rows"]:
+        lines.append(
+            f"confidence min {conf['min']:.3f}, p10 {conf['p10']:.3f}, median "
+            f"{conf['median']:.3f}, p90 {conf['p90']:.3f}, max {conf['max']:.3f}")
+        lines.append("  " + "  ".join(f"[{lo:g},{hi:g}{']' if hi == 1 else ')'} {n}"
+                                      for lo, hi, n in conf["histogram"] if n))
+    lines += ["", "side    channel          onsets/beat  polyphony  sounding  empty rows"]
+    for side in ("source", "target"):
+        for name, c in s[side].items():
+            lines.append(f"{side:<7} {name:<16} {c['onsets_per_beat']:>11.2f}  "
+                         f"{c['polyphony']:>9.2f}  {100 * c['sounding']:>7.1f}%  "
+                         f"{100 * c['empty_rows']:>9.1f}%")
+    if s["first_rows"]:
+        lines += ["", "first rows:"]
+        for r in s["first_rows"]:
+            files = r["source_file"] if r["source_file"] == r["target_file"] else \
+                f"{r['source_file']} -> {r['target_file']}"
+            lines.append(f"  {r['pair_id']}  song {r['song_id']}  beat {r['start_beat']:g}  "
+                         f"conf {r['confidence']:.3f}  {files}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def read_row(path: str | PathLike, *, row: int | None = None,
+             pair_id: str | None = None) -> tuple[ShardMeta, dict[str, Any]]:
+    """One row of a shard, by index (default 0) or by pair id.
+
+    Returns:
+        (the shard's metadata, the row: its columns, ``source`` and ``target`` as uint8
+        arrays, and ``row`` its index).
+
+    Raises:
+        ShardError: Not a shard, the row is out of range, or no row has that pair id.
+    """
+    reader = ShardReader(path)
+    if pair_id is not None:
+        offset = 0
+        for g in range(reader.num_row_groups):
+            ids = reader.read_row_group(g, columns=["pair_id"]).column("pair_id").to_pylist()
+            if pair_id in ids:
+                i = ids.index(pair_id)
+                got = next(itertools.islice(reader.decode(reader.read_row_group(g)), i, None))
+                return reader.meta, {**got, "row": offset + i}
+            offset += len(ids)
+        raise ShardError(f"{path}: no row has pair_id {pair_id!r}")
+    row = 0 if row is None else row
+    if not 0 <= row < reader.num_rows:
+        raise ShardError(f"{path}: row {row} is out of range (the shard has {reader.num_rows} "
+                         f"rows: 0-{reader.num_rows - 1})")
+    offset = 0
+    for g in range(reader.num_row_groups):
+        n = reader.file.metadata.row_group(g).num_rows
+        if row < offset + n:
+            got = next(itertools.islice(reader.decode(reader.read_row_group(g)), row - offset,
+                                        None))
+            return reader.meta, {**got, "row": row}
+        offset += n
+    raise ShardError(f"{path}: row {row} not found")  # the metadata lied about its rows
+
+
+# --------------------------------------------------------------------------------------
+# A pair as MIDI, and back
+
+#: General MIDI programs for channels, so source and target sound apart.
+CHANNEL_PROGRAMS = {"melody": 73, "accompaniment": 0, "piano": 0, "guitar": 25, "bass": 33,
+                    "strings": 48, "version_a": 0, "version_b": 0}
+
+
+def pair_to_score(meta: ShardMeta, source: np.ndarray, target: np.ndarray,
+                  *, qpm: float = 120.0) -> Score:
+    """A pair's rolls as a multi-track Score: one track per channel (more when needed).
+
+    Tracks are named ``source: <channel>`` and ``target: <channel>``. The window starts
+    at bar 2: bar 1 (four beats) holds the notes already sounding when the window
+    begins. A channel whose notes overlap on one pitch (merged tracks) gets extra tracks
+    ``... (2)``, ``(3)``; :func:`score_to_pair` merges them back, so the rolls come back
+    exactly (see :func:`musicpairs.roll.planes_to_layers`).
+    """
+    spb = meta.steps_per_beat
+    scale = 120  # ticks per step
+    lead = LEAD_IN_BEATS * spb
+    tracks = []
+    for side, planes, channels in (("source", source, meta.source_channels),
+                                   ("target", target, meta.target_channels)):
+        for c, name in enumerate(channels):
+            layers = planes_to_layers(planes[2 * c : 2 * c + 2])
+            for i, notes in enumerate(layers):
+                label = f"{side}: {name}" + (f" ({i + 1})" if i else "")
+                start = np.where(notes.start < 0, -lead, notes.start)
+                tracks.append(Track(label, CHANNEL_PROGRAMS.get(name, 0), name == "drums",
+                                    Notes((start + lead) * scale, (notes.end + lead) * scale,
+                                          notes.pitch, notes.velocity)))
+    return Score(scale * spb, tracks, [TempoChange(0, round(60_000_000 / qpm))])
+
+
+LEAD_IN_BEATS = 4
+
+
+def score_to_pair(score: Score, meta: ShardMeta) -> tuple[np.ndarray, np.ndarray]:
+    """The rolls of a Score written by :func:`pair_to_score` (tracks merged by channel).
+
+    Returns:
+        (source, target) uint8 arrays of the shapes in ``meta``.
+    """
+    spb = meta.steps_per_beat
+    roll = midi_to_roll(score, RollSpec(steps_per_beat=spb))
+    lead, width = LEAD_IN_BEATS * spb, meta.source_shape[-1]
+    out = []
+    for side, channels in (("source", meta.source_channels),
+                           ("target", meta.target_channels)):
+        planes = np.zeros((2 * len(channels), 128, width), np.uint8)
+        for c, name in enumerate(channels):
+            label = f"{side}: {name}"
+            for k, t in enumerate(roll.tracks):
+                if t.name == label or t.name.startswith(label + " ("):
+                    piece = roll.planes[k, :, :, lead : lead + width]
+                    view = planes[2 * c : 2 * c + 2, :, : piece.shape[-1]]
+                    np.maximum(view, piece, out=view)
+        out.append(planes)
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------
+# Pictures
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name with MIDI 60 = C4."""
+    return ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")[pitch % 12] + \
+        str(pitch // 12 - 1)
+
+
+def _pitch_range(planes: np.ndarray, span: int = 24) -> tuple[int, int]:
+    """The sounding pitches, widened to at least ``span`` semitones (low, high inclusive)."""
+    used = np.flatnonzero(planes.any(axis=(0, 2)))
+    if not len(used):
+        return 48, 48 + span - 1
+    low, high = int(used[0]), int(used[-1])
+    if high - low + 1 < span:
+        mid = (low + high) // 2
+        low = max(0, min(mid - span // 2, 128 - span))
+        high = low + span - 1
+    return max(0, low - 1), min(127, high + 1)
+
+
+def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
+                dpi: int = 110) -> Path:
+    """Draw a pair as a PNG: every source and target channel stacked, time across.
+
+    Frames are shaded by velocity, onsets marked, bars (4 beats) and beats ruled, the
+    pitch axis labelled at each C.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    spb = meta.steps_per_beat
+    panels = []
+    for side, planes, channels in (("source", row["source"], meta.source_channels),
+                                   ("target", row["target"], meta.target_channels)):
+        for c, name in enumerate(channels):
+            p = planes[2 * c : 2 * c + 2]
+            panels.append((f"{side}: {name}", p, _pitch_range(p)))
+    width = row["source"].shape[-1]
+    heights = [hi - lo + 1 for _, _, (lo, hi) in panels]
+    fig = Figure(figsize=(max(8.0, width / 24), 1.2 + sum(heights) / 14), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (label, planes, (lo, hi)) in zip(axes, panels, strict=True):
+        frame = planes[FRAME, lo : hi + 1].astype(float)
+        ax.imshow(np.ma.masked_equal(frame, 0), origin="lower", aspect="auto",
+                  cmap="viridis", vmin=0, vmax=127, interpolation="nearest",
+                  extent=(-0.5, width - 0.5, lo - 0.5, hi + 0.5))
+        pitch, step = np.nonzero(planes[ONSET, lo : hi + 1])
+        ax.scatter(step - 0.5, pitch + lo, marker="|", s=18, c="#d62728", linewidths=1.2)
+        for s in range(0, width + 1, spb):
+            bar = s % (4 * spb) == 0
+            ax.axvline(s - 0.5, color="#444" if bar else "#ccc", lw=0.9 if bar else 0.4,
+                       zorder=0 if not bar else 1)
+        cs = [p for p in range(lo, hi + 1) if p % 12 == 0]
+        ax.set_yticks(cs, [pitch_name(p) for p in cs])
+        ax.set_yticks(range(lo, hi + 1), minor=True)
+        ax.tick_params(axis="y", which="minor", length=0)
+        ax.set_ylim(lo - 0.5, hi + 0.5)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_facecolor("white")
+    bars = range(0, width, 4 * spb)
+    start = row.get("start_beat", 0.0)
+    axes[-1].set_xticks([b - 0.5 for b in bars], [f"{start + b / spb:g}" for b in bars])
+    axes[-1].set_xlim(-0.5, width - 0.5)
+    axes[-1].set_xlabel("beat (lines: bars of 4 beats, beats; red ticks: onsets)")
+    conf = row.get("confidence", 1.0)
+    files = row.get("source_file", "")
+    if row.get("target_file") and row.get("target_file") != files:
+        files += f" -> {row['target_file']}"
+    fig.suptitle(f"{meta.task}  pair {row.get('pair_id', '')}  song {row.get('song_id', '')}"
+                 f"  {files}  confidence {conf:.3f}", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, format="png")
+    return out
+
+
+def ascii_pair(meta: ShardMeta, row: dict[str, Any], *, width: int = 128) -> str:
+    """A compact piano roll for the terminal: one row per pitch in use, per channel.
+
+    ``o`` an onset in the cell, ``=`` sounding, ``|`` a bar line (4 beats), ``.`` a
+    beat, blank silence; each character covers 1, 2, 4... steps, the fewest that fit a
+    line in ``width`` characters.
+    """
+    spb = meta.steps_per_beat
+    steps = row["source"].shape[-1]
+    # Steps per character: 1, 2, 4... so that cells never straddle a beat unevenly.
+    per_char = 1
+    while -(-steps // per_char) > width:
+        per_char *= 2
+    n_cells = -(-steps // per_char)
+    pad = n_cells * per_char - steps
+    lines = [f"pair {row.get('pair_id', '')}  song {row.get('song_id', '')}  beat "
+             f"{row.get('start_beat', 0):g}  ({per_char} step{'s' if per_char > 1 else ''} "
+             "per character)"]
+    grid = []
+    for cell in range(n_cells):
+        s = cell * per_char
+        bar = any((s + i) % (4 * spb) == 0 for i in range(per_char))
+        beat = any((s + i) % spb == 0 for i in range(per_char))
+        grid.append("|" if bar else "." if beat else " ")
+    for side, planes, channels in (("source", row["source"], meta.source_channels),
+                                   ("target", row["target"], meta.target_channels)):
+        for c, name in enumerate(channels):
+            p = np.pad(planes[2 * c : 2 * c + 2], ((0, 0), (0, 0), (0, pad)))
+            cells = p.reshape(2, 128, n_cells, per_char).max(axis=3)
+            used = np.flatnonzero(cells[FRAME].any(axis=1) | cells[ONSET].any(axis=1))
+            lines.append(f"{side}: {name}" + ("" if len(used) else " (silent)"))
+            for pitch in used[::-1]:
+                chars = ["o" if cells[ONSET, pitch, i] else "=" if cells[FRAME, pitch, i]
+                         else grid[i] for i in range(n_cells)]
+                lines.append(f"{pitch_name(int(pitch)):>4} " + "".join(chars).rstrip())
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Datasets
+
+
+class DatasetError(MusicpairsError):
+    """A folder is not a (finished) musicpairs dataset; the message says why."""
+
+
+def load_manifest(root: str | PathLike) -> dict[str, Any]:
+    """A dataset's manifest.
+
+    Raises:
+        DatasetError: No readable manifest.json.
+    """
+    path = Path(root) / "manifest.json"
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    if not path.is_file():
+        hint = (" (the build did not finish: run it again with --resume)"
+                if (Path(root) / "config.json").is_file() else " (not a musicpairs dataset)")
+        raise DatasetError(f"{root}: no manifest.json{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["shards"], manifest["counts"]  # noqa: B018 - the keys every manifest has
+    except (ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from e
+    return manifest
+
+
+def _reason_kind(reason: str) -> str:
+    """A reject reason without its particulars (numbers, file names), to group by."""
+    kind = re.sub(r"\b[\w./-]+\.(mid|midi|kar|smf)\b", "FILE", reason)
+    kind = re.sub(r"b'[^']*'", "CHUNK", kind)
+    return re.sub(r"(?<![\w.])-?\d+(\.\d+)?\b", "N", kind)
+
+
+def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any]:
+    """A dataset at a glance: rows, songs and bytes per split, rejects by reason, config.
+
+    Returns:
+        A JSON-ready dict: ``root``, ``task``, ``meta``, ``counts``, ``splits`` (per split:
+        shards, rows, songs, bytes), ``rejects`` (``total`` and ``groups``: stage, kind,
+        count, examples of file and reason), ``config``, ``corpus``, ``seconds``,
+        ``packages``.
+
+    Raises:
+        DatasetError: No manifest.
+        ShardError: A shard is missing or unreadable.
+    """
+    root = Path(root)
+    manifest = load_manifest(root)
+    splits = {}
+    for split in SPLITS:
+        shards = [s for s in manifest["shards"] if s["split"] == split]
+        songs: set[str] = set()
+        for s in shards:
+            reader = ShardReader(root / s["path"])
+            for g in range(reader.num_row_groups):
+                songs.update(reader.read_row_group(g, ["song_id"]).column("song_id")
+                             .to_pylist())
+        splits[split] = {"shards": len(shards), "rows": sum(s["rows"] for s in shards),
+                         "songs": len(songs), "bytes": sum(s["bytes"] for s in shards)}
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    rejects_path = root / "rejects.parquet"
+    total = 0
+    if rejects_path.is_file():
+        for r in pq.read_table(rejects_path).to_pylist():
+            total += 1
+            key = (r["stage"], _reason_kind(r["reason"]))
+            g = groups.setdefault(key, {"stage": key[0], "kind": key[1], "count": 0,
+                                        "examples": []})
+            g["count"] += 1
+            if len(g["examples"]) < examples:
+                g["examples"].append({"file": r["file"], "reason": r["reason"]})
+    return {
+        "root": str(root),
+        "task": manifest.get("meta", {}).get("task"),
+        "meta": manifest.get("meta", {}),
+        "counts": manifest["counts"],
+        "splits": splits,
+        "rejects": {"total": total,
+                    "groups": sorted(groups.values(), key=lambda g: (-g["count"], g["kind"]))},
+        "config": manifest.get("config", {}),
+        "corpus": manifest.get("corpus", {}),
+        "seconds": manifest.get("seconds"),
+        "packages": manifest.get("packages", {}),
+    }
+
+
+def format_dataset_summary(s: dict[str, Any]) -> str:
+    """Render :func:`dataset_summary` for the terminal."""
+    meta, counts = s["meta"], s["counts"]
+    lines = [
+        f"{s['root']}: {s['task']}, source {meta.get('source_shape')} "
+        f"({', '.join(meta.get('source_channels', []))}), target {meta.get('target_shape')} "
+        f"({', '.join(meta.get('target_channels', []))})",
+        f"{counts['files']} files, {counts['songs']} songs -> {counts['pairs']} pairs; "
+        f"{counts['rejected']} rejected" + (f"; built in {s['seconds']:.1f} s"
+                                            if s.get("seconds") is not None else ""),
+        "",
+        "split   shards     rows   songs       size",
+    ]
+    for split, x in s["splits"].items():
+        lines.append(f"{split:<6} {x['shards']:>7} {x['rows']:>8} {x['songs']:>7} "
+                     f"{_size(x['bytes']):>10}")
+    if s["rejects"]["groups"]:
+        lines += ["", f"rejects ({s['rejects']['total']}):"]
+        for g in s["rejects"]["groups"]:
+            lines.append(f"  {g['count']:>6}  {g['stage']}: {g['kind']}")
+            for ex in g["examples"]:
+                lines.append(f"          e.g. {ex['file']}: {ex['reason']}")
+    cfg = s["config"]
+    if cfg:
+        lines += ["", "config: " + ", ".join(
+            f"{k}={v}" for k, v in cfg.items() if v is not None and k != "out")]
+    return "\n".join(lines)
+
+
+def verify_dataset(root: str | PathLike) -> list[str]:
+    """Check every shard in the manifest against its recorded sha256, size and presence.
+
+    Returns:
+        One line per problem (empty when all is well).
+
+    Raises:
+        DatasetError: No manifest.
+    """
+    root = Path(root)
+    problems = []
+    for s in load_manifest(root)["shards"]:
+        path = root / s["path"]
+        if not path.is_file():
+            problems.append(f"{s['path']}: missing")
+            continue
+        digest = sha256_file(path)
+        if digest != s["sha256"]:
+            problems.append(f"{s['path']}: sha256 {digest} does not match the manifest's "
+                            f"{s['sha256']}")
+    return problems

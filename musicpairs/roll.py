@@ -295,6 +295,79 @@ def planes_to_notes(planes: np.ndarray) -> Notes:
     return Notes(s.astype(np.int64), e.astype(np.int64), p.astype(np.uint8), v.astype(np.uint8))
 
 
+def planes_to_layers(planes: np.ndarray) -> list[Notes]:
+    """Decode planes exactly, as layers of notes whose rolls merged give ``planes``.
+
+    :func:`planes_to_notes` gives one track's notes, which is exact for a roll of one
+    track. Windows of merged channels hold more than one track can: notes of several
+    tracks overlapping on one pitch with other velocities, and notes already sounding at
+    step 0. This finds notes for those too: each layer is a track (no two notes of one
+    pitch overlap in it), and encoding every layer and merging them with the loudest
+    onset and frame (as ``musicpairs.pairing.merge_tracks`` does) gives ``planes``.
+
+    A note that must sound before step 0 (the frame runs from step 0 with no onset
+    there) starts at step -1; whoever writes the notes gives them room before the start.
+
+    Args:
+        planes: uint8 [2, 128, T].
+
+    Returns:
+        The layers, each :class:`Notes` in steps (the first holds most notes).
+
+    Raises:
+        ValueError: No notes give these planes: an onset louder than its frame, or a
+            frame that gets louder where no note starts as loud.
+    """
+    onset, frame = planes[ONSET].astype(np.int64), planes[FRAME].astype(np.int64)
+    bad = np.argwhere(onset > frame)
+    if len(bad):
+        p, t = bad[0]
+        raise ValueError(f"pitch {p}, step {t}: onset {onset[p, t]} is louder than its frame "
+                         f"{frame[p, t]}")
+    layer_ends: list[np.ndarray] = []  # per layer: the end of its last note, per pitch
+    layers: list[list[tuple[int, int, int, int]]] = []  # (start, end, pitch, velocity)
+    for p in np.flatnonzero(frame.any(axis=1)):
+        o, f = onset[p], frame[p]
+        notes = []
+        # One note per run of one frame value, started where it can be: at the latest
+        # step at or before the run whose onset is at least as loud, with the frame at
+        # least as loud all the way; before step 0 when the frame reaches back to it.
+        bounds = np.flatnonzero(np.diff(f, prepend=0, append=0))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            v = int(f[a])
+            if v == 0:
+                continue
+            quieter = np.flatnonzero(f[:a] < v)
+            reach = int(quieter[-1]) + 1 if len(quieter) else 0
+            loud = np.flatnonzero(o[reach : a + 1] >= v)
+            if len(loud):
+                start = reach + int(loud[-1])
+            elif reach == 0:
+                start = -1
+            else:
+                raise ValueError(f"pitch {p}, step {a}: the frame rises to {v} where no note "
+                                 "starts as loud")
+            notes.append((start, b, v))
+        # Every onset needs a note starting with exactly its velocity.
+        have = {(s, v) for s, _, v in notes}
+        notes += [(t, t + 1, int(o[t])) for t in np.flatnonzero(o).tolist()
+                  if (t, int(o[t])) not in have]
+        # Overlapping notes of this pitch go to different layers.
+        for s, e, v in sorted(notes, key=lambda n: (n[0], -n[1])):
+            k = next((k for k, ends in enumerate(layer_ends) if ends[p] <= s), None)
+            if k is None:
+                k = len(layers)
+                layers.append([])
+                layer_ends.append(np.full(PITCHES, -(2**62), np.int64))
+            layers[k].append((s, e, int(p), v))
+            layer_ends[k][p] = e
+    out = []
+    for layer in layers:
+        s, e, p, v = (np.array(x, np.int64) for x in zip(*layer, strict=True))
+        out.append(Notes(s, e, p.astype(np.uint8), v.astype(np.uint8)))
+    return out
+
+
 def roll_to_score(roll: Roll, ticks_per_quarter: int | None = None) -> Score:
     """Turn a roll back into a Score in ticks.
 

@@ -256,7 +256,15 @@ class ShardReader:
         return self.file.num_row_groups
 
     def read_row_group(self, i: int, columns: list[str] | None = None) -> pa.Table:
-        return self.file.read_row_group(i, columns=columns)
+        """Row group ``i`` as a table.
+
+        Raises:
+            ShardError: The row group cannot be read (a damaged file).
+        """
+        try:
+            return self.file.read_row_group(i, columns=columns)
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{self.path}: row group {i} is unreadable ({e})") from e
 
     def decode(self, table: pa.Table) -> Iterator[dict[str, Any]]:
         """Rows of a table as dicts; ``source`` and ``target`` as uint8 arrays (views)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from musicpairs.midi import Notes, Score, TempoChange, Track, score_to_midi_bytes
 
 DATA = Path(__file__).parent / "data"
 POP909_SONGS = sorted((DATA / "pop909").glob("[0-9][0-9][0-9].mid"))
@@ -41,3 +44,30 @@ def chorale_files(tmp_path_factory) -> dict[str, Path]:
 def real_midi_files(chorale_files) -> list[Path]:
     """Every real file the tests use: committed POP909 songs and the chorales."""
     return [*POP909_SONGS, POP909_VERSION, *chorale_files.values()]
+
+
+def synth_song(seed: int, bars: int = 20, melody_name: str = "Melody") -> bytes:
+    """A small band song: a melody line, piano chords and a bass line, 4/4 at 480 tpq."""
+    rng = np.random.default_rng(seed)
+    q = 480
+    steps = bars * 16
+    mel_start = np.arange(0, steps, 2) * (q // 4)
+    mel_pitch = 60 + np.cumsum(rng.integers(-2, 3, len(mel_start))) % 19
+    chords_start = np.repeat(np.arange(bars * 2) * 2 * q, 3)
+    chord_root = np.repeat(48 + rng.integers(0, 7, bars * 2), 3)
+    chords_pitch = chord_root + np.tile([0, 4, 7], bars * 2)
+    bass_start = np.arange(bars * 4) * q
+    bass_pitch = 36 + rng.integers(0, 7, bars * 4)
+
+    def track(name, program, start, dur, pitch, vel):
+        n = len(start)
+        return Track(name, program, False, Notes(
+            start.astype(np.int64), (start + dur).astype(np.int64),
+            np.asarray(pitch, np.uint8), np.full(n, vel, np.uint8)))
+
+    score = Score(q, [
+        track(melody_name, 73, mel_start, q // 2 - 10, mel_pitch, 100),
+        track("Piano", 0, chords_start, 2 * q - 20, chords_pitch, 70),
+        track("Bass", 33, bass_start, q - 20, bass_pitch, 90),
+    ], [TempoChange(0, 500_000 + 1000 * seed)])
+    return score_to_midi_bytes(score)
