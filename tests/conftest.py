@@ -71,3 +71,20 @@ def synth_song(seed: int, bars: int = 20, melody_name: str = "Melody") -> bytes:
         track("Bass", 33, bass_start, q - 20, bass_pitch, 90),
     ], [TempoChange(0, 500_000 + 1000 * seed)])
     return score_to_midi_bytes(score)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """12 generated songs and two bad files, melody2accomp, 3 songs per shard (built once
+    per session on a one-worker LocalCluster)."""
+    from musicpairs.build import BuildConfig, build
+
+    root = tmp_path_factory.mktemp("inspect-songs")
+    for i in range(12):
+        (root / f"song{i:02d}.mid").write_bytes(synth_song(i, bars=24))
+    (root / "empty.mid").write_bytes(b"")
+    (root / "noise.mid").write_bytes(b"MThd" + bytes(range(40)))
+    out = tmp_path_factory.mktemp("inspect-ds") / "ds"
+    build(BuildConfig(src="folder", path=str(root), task="melody2accomp", out=str(out),
+                      workers=1, songs_per_shard=3))
+    return out

@@ -1,4 +1,4 @@
-"""``musicpairs inspect shard | dataset`` on a small dataset built here, and the exact
+"""``musicpairs inspect shard | dataset`` on the session's small dataset, and the exact
 pair <-> MIDI codec behind ``--midi``."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicpairs.build import BuildConfig, build
 from musicpairs.cli import main
 from musicpairs.config import RollSpec
 from musicpairs.inspect import pair_to_score, score_to_pair
@@ -22,22 +21,6 @@ from musicpairs.midi import Notes, Score, Track, read_midi, score_to_midi_bytes
 from musicpairs.pairing import merge_tracks
 from musicpairs.roll import midi_to_roll, planes_to_layers
 from musicpairs.shards import ShardMeta, ShardReader
-
-from conftest import synth_song
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory) -> Path:
-    """12 generated songs and two bad files, melody2accomp, 3 songs per shard."""
-    root = tmp_path_factory.mktemp("inspect-songs")
-    for i in range(12):
-        (root / f"song{i:02d}.mid").write_bytes(synth_song(i, bars=24))
-    (root / "empty.mid").write_bytes(b"")
-    (root / "noise.mid").write_bytes(b"MThd" + bytes(range(40)))
-    out = tmp_path_factory.mktemp("inspect-ds") / "ds"
-    build(BuildConfig(src="folder", path=str(root), task="melody2accomp", out=str(out),
-                      workers=1, songs_per_shard=3))
-    return out
 
 
 def shards(ds: Path) -> list[Path]:
@@ -58,8 +41,8 @@ def one_line_error(result) -> str:
 
 # --- inspect shard ------------------------------------------------------------------------
 
-def test_shard_summary_json_agrees_with_pyarrow(dataset):
-    path = shards(dataset)[0]
+def test_shard_summary_json_agrees_with_pyarrow(small_dataset):
+    path = shards(small_dataset)[0]
     result = run("shard", path, "--json")
     assert result.exit_code == 0, result.output
     s = json.loads(result.output)
@@ -67,7 +50,7 @@ def test_shard_summary_json_agrees_with_pyarrow(dataset):
     assert s["rows"] == table.num_rows
     assert s["row_groups"] == pq.ParquetFile(path).num_row_groups
     assert s["bytes"] == path.stat().st_size
-    assert s["compression"] == "ZSTD"
+    assert s["compression"] == "LZ4"  # the rolls' codec
     assert s["songs"] == len(set(table.column("song_id").to_pylist()))
     assert s["meta"]["task"] == "melody2accomp"
     assert s["meta"]["source_shape"] == [2, 128, 256]
@@ -83,19 +66,19 @@ def test_shard_summary_json_agrees_with_pyarrow(dataset):
     assert s["target"]["accompaniment"]["polyphony"] > 2  # triads over a bass line
 
 
-def test_shard_summary_table(dataset):
-    path = shards(dataset)[0]
+def test_shard_summary_table(small_dataset):
+    path = shards(small_dataset)[0]
     result = run("shard", path)
     assert result.exit_code == 0, result.output
-    for text in ("task melody2accomp", "source uint8[2, 128, 256] (melody)", "ZSTD",
+    for text in ("task melody2accomp", "source uint8[2, 128, 256] (melody)", "LZ4",
                  "confidence", "accompaniment", "first rows:"):
         assert text in result.output
 
 
-def test_render_png_shows_the_rolls(dataset, tmp_path):
+def test_render_png_shows_the_rolls(small_dataset, tmp_path):
     from PIL import Image
 
-    path = shards(dataset)[0]
+    path = shards(small_dataset)[0]
     png = tmp_path / "row.png"
     result = run("shard", path, "--row", 1, "--render", png)
     assert result.exit_code == 0, result.output
@@ -119,8 +102,8 @@ def test_render_png_shows_the_rolls(dataset, tmp_path):
     assert colored(image) > 2000
 
 
-def test_ascii_roll(dataset):
-    path = shards(dataset)[0]
+def test_ascii_roll(small_dataset):
+    path = shards(small_dataset)[0]
     result = run("shard", path, "--ascii")
     assert result.exit_code == 0, result.output
     out = result.output
@@ -134,8 +117,8 @@ def test_ascii_roll(dataset):
     assert "(4 steps per character)" in narrow.output
 
 
-def test_midi_output_decodes_to_the_rows_rolls(dataset, tmp_path):
-    for path in shards(dataset)[:3]:
+def test_midi_output_decodes_to_the_rows_rolls(small_dataset, tmp_path):
+    for path in shards(small_dataset)[:3]:
         reader = ShardReader(path)
         for i, row in enumerate(reader.rows()):
             out = tmp_path / f"{path.parent.name}-{path.stem}-{i}.mid"
@@ -149,8 +132,8 @@ def test_midi_output_decodes_to_the_rows_rolls(dataset, tmp_path):
             np.testing.assert_array_equal(target, row["target"])
 
 
-def test_pair_id_selects_the_same_row_as_its_index(dataset):
-    path = shards(dataset)[-1]
+def test_pair_id_selects_the_same_row_as_its_index(small_dataset):
+    path = shards(small_dataset)[-1]
     ids = pq.read_table(path, columns=["pair_id"]).column("pair_id").to_pylist()
     by_row = json.loads(run("shard", path, "--row", len(ids) - 1, "--ascii", "--json").output)
     by_id = json.loads(run("shard", path, "--pair-id", ids[-1], "--ascii", "--json").output)
@@ -219,11 +202,11 @@ def test_codec_is_exact_on_any_window_of_merged_tracks(notes, cut):
 
 # --- inspect dataset ------------------------------------------------------------------------
 
-def test_dataset_summary(dataset):
-    result = run("dataset", dataset, "--json")
+def test_dataset_summary(small_dataset):
+    result = run("dataset", small_dataset, "--json")
     assert result.exit_code == 0, result.output
     s = json.loads(result.output)
-    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest = json.loads((small_dataset / "manifest.json").read_text())
     assert sum(x["rows"] for x in s["splits"].values()) == manifest["counts"]["pairs"]
     assert sum(x["songs"] for x in s["splits"].values()) == 12
     assert sum(x["bytes"] for x in s["splits"].values()) == sum(
@@ -233,17 +216,17 @@ def test_dataset_summary(dataset):
     assert groups["empty file"]["count"] == 1
     assert groups["empty file"]["examples"][0]["file"].endswith("empty.mid")
     assert s["config"]["task"] == "melody2accomp"
-    text = run("dataset", dataset)
+    text = run("dataset", small_dataset)
     assert text.exit_code == 0
     for word in ("train", "valid", "test", "rejects (2):", "empty file", "e.g.", "config:"):
         assert word in text.output
 
 
-def test_verify_passes_then_catches_one_flipped_byte(dataset, tmp_path):
+def test_verify_passes_then_catches_one_flipped_byte(small_dataset, tmp_path):
     import shutil
 
     copy = tmp_path / "ds"
-    shutil.copytree(dataset, copy)
+    shutil.copytree(small_dataset, copy)
     ok = run("dataset", copy, "--verify")
     assert ok.exit_code == 0, ok.output
     assert "verify: all" in ok.output
@@ -262,7 +245,7 @@ def test_verify_passes_then_catches_one_flipped_byte(dataset, tmp_path):
 
 # --- bad input: one line, non-zero exit, no traceback ----------------------------------------
 
-def test_bad_inputs_say_what_is_wrong_in_one_line(dataset, tmp_path):
+def test_bad_inputs_say_what_is_wrong_in_one_line(small_dataset, tmp_path):
     text = tmp_path / "notes.parquet"
     text.write_text("not parquet at all")
     assert "not a readable Parquet file" in one_line_error(run("shard", text))
@@ -271,7 +254,7 @@ def test_bad_inputs_say_what_is_wrong_in_one_line(dataset, tmp_path):
     pq.write_table(pa.table({"x": [1, 2, 3]}), plain)
     assert "not a musicpairs shard" in one_line_error(run("shard", plain))
 
-    good = shards(dataset)[0]
+    good = shards(small_dataset)[0]
     truncated = tmp_path / "truncated.parquet"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert str(truncated) in one_line_error(run("shard", truncated))
