@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from musicpairs.config import RollSpec
 from musicpairs.errors import MusicpairsError
+from musicpairs.midi import Notes, Score, TempoChange, Track
 from musicpairs.roles import LPD5, assign_roles
-from musicpairs.roll import ONSET, Roll
+from musicpairs.roll import ONSET, Roll, midi_to_roll, planes_to_layers
 
 TASKS = {
     "melody2accomp": "source: the melody track; target: all other pitched tracks merged",
@@ -184,3 +186,67 @@ def _window(planes: np.ndarray, start: int, width: int) -> np.ndarray:
     pad = np.zeros((*planes.shape[:-1], width), np.uint8)
     pad[..., : piece.shape[-1]] = piece
     return pad
+
+
+# --------------------------------------------------------------------------------------
+# A pair as MIDI, and back
+
+#: Beats before the window in a pair's MIDI (bar 1), for notes already sounding at its start.
+LEAD_IN_BEATS = 4
+#: General MIDI programs for channels, so source and target sound apart.
+CHANNEL_PROGRAMS = {"melody": 73, "accompaniment": 0, "piano": 0, "guitar": 25, "bass": 33,
+                    "strings": 48, "version_a": 0, "version_b": 0}
+
+
+def pair_to_score(meta, source: np.ndarray, target: np.ndarray,
+                  *, qpm: float = 120.0) -> Score:
+    """A pair's rolls as a multi-track Score: one track per channel (more when needed).
+
+    ``meta`` is the shard's ``ShardMeta`` (shapes, channels, steps per beat).
+
+    Tracks are named ``source: <channel>`` and ``target: <channel>``. The window starts
+    at bar 2: bar 1 (four beats) holds the notes already sounding when the window
+    begins. A channel whose notes overlap on one pitch (merged tracks) gets extra tracks
+    ``... (2)``, ``(3)``; :func:`score_to_pair` merges them back, so the rolls come back
+    exactly (see :func:`musicpairs.roll.planes_to_layers`).
+    """
+    spb = meta.steps_per_beat
+    scale = 120  # ticks per step
+    lead = LEAD_IN_BEATS * spb
+    tracks = []
+    for side, planes, channels in (("source", source, meta.source_channels),
+                                   ("target", target, meta.target_channels)):
+        for c, name in enumerate(channels):
+            layers = planes_to_layers(planes[2 * c : 2 * c + 2])
+            for i, notes in enumerate(layers):
+                label = f"{side}: {name}" + (f" ({i + 1})" if i else "")
+                start = np.where(notes.start < 0, -lead, notes.start)
+                tracks.append(Track(label, CHANNEL_PROGRAMS.get(name, 0), name == "drums",
+                                    Notes((start + lead) * scale, (notes.end + lead) * scale,
+                                          notes.pitch, notes.velocity)))
+    return Score(scale * spb, tracks, [TempoChange(0, round(60_000_000 / qpm))])
+
+
+
+def score_to_pair(score: Score, meta) -> tuple[np.ndarray, np.ndarray]:
+    """The rolls of a Score written by :func:`pair_to_score` (tracks merged by channel).
+
+    Returns:
+        (source, target) uint8 arrays of the shapes in ``meta``.
+    """
+    spb = meta.steps_per_beat
+    roll = midi_to_roll(score, RollSpec(steps_per_beat=spb))
+    lead, width = LEAD_IN_BEATS * spb, meta.source_shape[-1]
+    out = []
+    for side, channels in (("source", meta.source_channels),
+                           ("target", meta.target_channels)):
+        planes = np.zeros((2 * len(channels), 128, width), np.uint8)
+        for c, name in enumerate(channels):
+            label = f"{side}: {name}"
+            for k, t in enumerate(roll.tracks):
+                if t.name == label or t.name.startswith(label + " ("):
+                    piece = roll.planes[k, :, :, lead : lead + width]
+                    view = planes[2 * c : 2 * c + 2, :, : piece.shape[-1]]
+                    np.maximum(view, piece, out=view)
+        out.append(planes)
+    return out[0], out[1]

@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 
 from musicpairs.cli import main
 from musicpairs.config import RollSpec
-from musicpairs.inspect import pair_to_score, score_to_pair
 from musicpairs.midi import Notes, Score, Track, read_midi, score_to_midi_bytes
-from musicpairs.pairing import merge_tracks
+from musicpairs.pairing import merge_tracks, pair_to_score, score_to_pair
 from musicpairs.roll import midi_to_roll, planes_to_layers
 from musicpairs.shards import ShardMeta, ShardReader
 

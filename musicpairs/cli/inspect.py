@@ -59,12 +59,12 @@ def shard(file: str, as_json: bool, row: int | None, pair_id: str | None,
     from musicpairs.inspect import (
         ascii_pair,
         format_shard_summary,
-        pair_to_score,
         read_row,
         render_pair,
         shard_summary,
     )
     from musicpairs.midi import write_midi
+    from musicpairs.pairing import pair_to_score
 
     if row is not None and pair_id is not None:
         raise click.UsageError("give --row or --pair-id, not both")
