@@ -155,7 +155,7 @@ class PairStream(IterableDataset):
         self._source_pitched = np.repeat(~np.array(drum, bool), 2)
         drum = [c == "drums" for c in self.meta.target_channels]
         self._target_pitched = np.repeat(~np.array(drum, bool), 2)
-        self._pa_fs = pa_fs
+        self._fs, self._pa_fs = fs, pa_fs
 
     # ----------------------------------------------------------------------------------
     # The order
@@ -262,7 +262,7 @@ class PairStream(IterableDataset):
             self._skip, self._consumed = {}, {}
 
     def _batch(self, cache, groups: list[int], rows: list[int]) -> dict[str, Any]:
-        """Rows gathered into one batch: one copy per row, no per-row Python."""
+        """Rows gathered into one batch: each roll copied once, into the batch's memory."""
         n = len(rows)
         shared = get_worker_info() is not None
         source_t = _empty((n, *self.meta.source_shape), shared)
@@ -285,7 +285,7 @@ class PairStream(IterableDataset):
                 oldest = next(iter(opened))
                 opened.pop(oldest)[0].close()
             handle = (Path(path).open("rb") if self._pa_fs is None else
-                      _filesystem(self.root, self.storage_options)[0].open(path, "rb"))
+                      self._fs.open(path, "rb"))
             opened[path] = (handle, ShardReader(handle))
         handle, reader = opened[path]
         meta = reader.file.metadata
