@@ -43,3 +43,123 @@ class RollSpec:
         if unknown:
             raise ValueError(f"unknown RollSpec keys: {sorted(unknown)}")
         return cls(**data)
+
+
+#: Options of a run that may change when it is resumed (how long, how often, where).
+RESUMABLE_CHANGES = frozenset({"epochs", "steps", "checkpoint_every", "keep_checkpoints",
+                               "eval_every", "log_every", "device", "amp", "compile"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A pix2pix training run; written to ``RUN/config.json`` and into every checkpoint.
+
+    Attributes:
+        data: The dataset folder (or fsspec URL) built by ``musicpairs build``.
+        out: The run folder.
+        epochs, steps: How long: ``steps`` (optimizer steps) when given, else ``epochs``
+            passes over the train split.
+        batch_size: Samples per step on each rank.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: ``auto`` (bf16 on a CUDA device that has it, else off), ``bf16``, ``fp16``
+            (with a gradient scaler) or ``off``.
+        compile: ``torch.compile`` the networks.
+        num_workers: DataLoader worker processes per rank.
+        ngf, ndf: Filters of the generator's and the discriminator's first layer.
+        depth: U-Net levels (None: as many as the roll's pitch axis allows, at most 8).
+        n_layers: PatchGAN stride-2 layers (3: 70x70 patches).
+        norm: ``batch`` or ``instance``.
+        dropout: U-Net inner decoder dropout.
+        loss: ``gan`` (L_cGAN + lambda * L1) or ``l1`` (the L1-only ablation: no D).
+        gan_mode: ``bce`` (BCE with logits, pix2pix's ``vanilla``) or ``lsgan``.
+        lambda_l1: Weight of the L1 term.
+        l1_weighting: ``balanced`` (default): in each target plane of a batch, sounding
+            and silent cells each carry half of the L1 term; ``uniform``: pix2pix's
+            plain mean. Rolls are ~98 % silence, and under the plain mean G learns to
+            output silence everywhere and stays there (the median of each cell; tanh
+            saturated at -1 leaves the notes no gradient): musicpairs' own test of 8
+            pairs never leaves silence with it, and learns them with ``balanced``.
+        lr, beta1, beta2: Adam, for G and D alike.
+        decay_start: Fraction of the run after which the learning rate decays linearly
+            to 0 (1.0: constant).
+        transpose: Random transposition of training pairs, in semitones (PairStream).
+        shuffle_buffer: PairStream shuffle block.
+        checkpoint_every: Steps between checkpoints (``step-NNNNNNNN.pt``; ``last.pt``
+            always names the newest).
+        keep_checkpoints: Step checkpoints kept (the newest; 0 keeps all).
+        eval_every: Steps between evaluations on the valid split (0: only at the end).
+        eval_samples: Valid samples scored at each evaluation.
+        sample_count: Valid pairs written as PNG and MIDI at each evaluation.
+        log_every: Steps between lines of ``metrics.jsonl``.
+        log_pair_ids: Also write ``pairs.jsonl``: the pair ids each step trained on.
+        seed: Seeds the weights, dropout and the data order.
+    """
+
+    data: str
+    out: str
+    epochs: int = 20
+    steps: int | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    amp: str = "auto"
+    compile: bool = False
+    num_workers: int = 2
+    ngf: int = 64
+    ndf: int = 64
+    depth: int | None = None
+    n_layers: int = 3
+    norm: str = "batch"
+    dropout: float = 0.5
+    loss: str = "gan"
+    gan_mode: str = "bce"
+    lambda_l1: float = 100.0
+    l1_weighting: str = "balanced"
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_start: float = 0.5
+    transpose: int = 0
+    shuffle_buffer: int = 1024
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    eval_every: int = 1000
+    eval_samples: int = 512
+    sample_count: int = 4
+    log_every: int = 50
+    log_pair_ids: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        choices = {"amp": ("auto", "bf16", "fp16", "off"), "norm": ("batch", "instance"),
+                   "loss": ("gan", "l1"), "gan_mode": ("bce", "lsgan"),
+                   "l1_weighting": ("balanced", "uniform")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"not {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "ngf", "ndf", "n_layers", "checkpoint_every",
+                    "eval_samples", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps!r}")
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
+        if not 0 <= self.decay_start <= 1 or not 0 <= self.dropout < 1:
+            raise ValueError("decay_start must be in [0, 1] and dropout in [0, 1)")
+        for name in ("num_workers", "transpose", "keep_checkpoints", "eval_every",
+                     "sample_count"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(**data)

@@ -426,17 +426,37 @@ class PairLoader:
 
     def __len__(self) -> int:
         """Batches per epoch on this rank (each worker's last batch may be short)."""
+        return sum(self._batches_per_worker())
+
+    def _batches_per_worker(self) -> list[int]:
         n, k = self.stream.samples_per_rank, max(self.num_workers, 1)
         size = self.stream.batch_size or 1
-        return sum(-(-(n // k + (w < n % k)) // size) for w in range(k))
+        return [-(-(n // k + (w < n % k)) // size) for w in range(k)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        # The DataLoader takes one batch from each worker in turn (skipping workers that
+        # are done), starting at worker 0 each pass. A resumed pass must go on with the
+        # worker that was next, so batches are handed out in the uninterrupted run's
+        # turn order: the worker with the fewest batches handed out (then the lowest id),
+        # holding at most one batch per worker back until its turn.
+        size = self.stream.batch_size or 1
+        total = self._batches_per_worker()
+        taken = [-(-self._consumed.get(w, 0) // size) for w in range(len(total))]
+        held: dict[int, list[dict[str, Any]]] = {w: [] for w in range(len(total))}
         for batch in self.loader:
             where = batch.pop("stream_position")
-            for worker in where[:, 0].unique().tolist():
-                last = int(where[where[:, 0] == worker, 1].max()) + 1
+            held[int(where[0, 0])].append((batch, int(where[:, 1].max()) + 1))
+            while True:
+                turn = [w for w in range(len(total)) if taken[w] < total[w]]
+                if not turn:
+                    break
+                worker = min(turn, key=lambda w: (taken[w], w))
+                if not held[worker]:
+                    break
+                ready, last = held[worker].pop(0)
+                taken[worker] += 1
                 self._consumed[worker] = max(self._consumed.get(worker, 0), last)
-            yield batch
+                yield ready
         self._consumed = {}
         self.stream._skip = {}
 

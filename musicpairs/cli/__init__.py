@@ -39,9 +39,11 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from musicpairs.cli.build import build
     from musicpairs.cli.inspect import inspect
+    from musicpairs.cli.train import train
 
     main.add_command(build)
     main.add_command(inspect)
+    main.add_command(train)
 
 
 _register()

@@ -1,0 +1,132 @@
+"""Checkpoints of a training run: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (nothing
+pickled as code): the run's config and the dataset's shard metadata (to rebuild the
+networks), the step and epoch, the state dicts of G, D, their optimizers and
+schedulers and the AMP scaler, and per rank the loader state and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from musicpairs.config import TrainConfig
+from musicpairs.errors import MusicpairsError
+from musicpairs.model.patchgan import PatchGAN
+from musicpairs.model.unet import UNet, max_depth
+from musicpairs.shards import ShardMeta
+
+FORMAT = "musicpairs-pix2pix"
+VERSION = 1
+LAST = "last.pt"
+
+
+class CheckpointError(MusicpairsError):
+    """A checkpoint cannot be read or does not fit (not ours, damaged, another shape)."""
+
+
+def generator_for(cfg: TrainConfig, meta: ShardMeta) -> UNet:
+    """The U-Net for a dataset's shapes: source planes in, target planes out."""
+    cs, height, width = meta.source_shape
+    depth = cfg.depth or max_depth(height, width)
+    return UNet(cs, meta.target_shape[0], ngf=cfg.ngf, depth=depth, norm=cfg.norm,
+                dropout=cfg.dropout)
+
+
+def discriminator_for(cfg: TrainConfig, meta: ShardMeta) -> PatchGAN:
+    """The PatchGAN for a dataset's shapes: it sees source and target planes together."""
+    return PatchGAN(meta.source_shape[0] + meta.target_shape[0], ndf=cfg.ndf,
+                    n_layers=cfg.n_layers, norm=cfg.norm)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch (CPU and CUDA), numpy and Python RNG states, in types that
+    load with ``weights_only=True``."""
+    # The legacy global state: user code (augmentations) may draw from it.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(state: dict[str, Any], run: str | os.PathLike, step: int, *,
+                    keep: int = 0) -> Path:
+    """Write ``step-NNNNNNNN.pt`` and point ``last.pt`` at it; keep the newest ``keep``.
+
+    Both names appear by rename only, so a crash never leaves a partial file under
+    either. ``last.pt`` is a hard link to the step file where the filesystem has them
+    (no second copy on disk), else a copy.
+    """
+    run = Path(run)
+    path = run / f"step-{step:08d}.pt"
+    tmp = run / f".{path.name}.tmp"
+    with tmp.open("wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    last_tmp = run / f".{LAST}.tmp"
+    last_tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, last_tmp)
+    except OSError:
+        shutil.copyfile(path, last_tmp)
+    last_tmp.replace(run / LAST)
+    if keep:
+        for old in sorted(run.glob("step-*.pt"))[:-keep]:
+            old.unlink()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, read with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: Missing, not a torch file, damaged, or not a musicpairs
+            pix2pix checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a musicpairs pix2pix checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')}, this "
+                              f"musicpairs reads {VERSION}")
+    return state
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
+                   ) -> tuple[UNet, ShardMeta, TrainConfig, dict[str, Any]]:
+    """The generator of a checkpoint, in eval mode, with the dataset's metadata, the
+    run's config and the whole checkpoint."""
+    state = load_checkpoint(path)
+    cfg = TrainConfig.from_dict(state["config"])
+    meta = ShardMeta.from_json(json.dumps(state["meta"]))
+    generator = generator_for(cfg, meta)
+    generator.load_state_dict(state["generator"])
+    return generator.to(device).eval(), meta, cfg, state

@@ -1,0 +1,452 @@
+"""pix2pix training: the D-then-G step, the losses, and the run (checkpoints, resume, DDP).
+
+The objective is Isola et al.'s: G minimises L_cGAN(G, D) + lambda * L1(G), D maximises
+L_cGAN, with D's loss halved (it learns more slowly than G), both with Adam (lr 2e-4,
+betas 0.5, 0.999), the learning rate constant and then decaying linearly to 0. Rolls are
+scaled to [-1, 1] (:mod:`rolls`). ``loss="l1"`` trains the L1-only ablation with the
+same code and no D.
+
+One change to the L1 term, by default: it is class-balanced per target plane (sounding
+and silent cells weigh half each; ``l1_weighting="uniform"`` restores the plain mean).
+Piano rolls are ~98 % silence; under the plain mean G settles on silence everywhere,
+where tanh saturates and the notes get no gradient back (see ``TrainConfig``).
+
+Several GPUs: ``torchrun --nproc_per_node N -m musicpairs train ...``. Every rank reads
+its own part of the train split (PairStream's rank split, equal counts), G and D are
+wrapped in DistributedDataParallel, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicpairs.config import RESUMABLE_CHANGES, TrainConfig
+from musicpairs.errors import MusicpairsError
+from musicpairs.loader import LoaderError, PairLoader, PairStream
+from musicpairs.model.checkpoint import (
+    LAST,
+    discriminator_for,
+    generator_for,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from musicpairs.model.rolls import to_model
+from musicpairs.model.validate import Validator
+from musicpairs.shards import ShardMeta
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(MusicpairsError):
+    """A run cannot start or resume as asked."""
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """pix2pix's ``normal`` init: conv weights N(0, 0.02), biases 0, BatchNorm scale
+    N(1, 0.02) and shift 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: this rank's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: full precision)."""
+    if amp == "auto":
+        return (torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported()
+                else None)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+class Pix2Pix:
+    """G, D, their optimizers and schedulers, the AMP scaler; one training step.
+
+    Args:
+        cfg: The run's config.
+        meta: The dataset's shard metadata (shapes and channels).
+        device: Where to train.
+        total_steps: The run's length, for the learning-rate decay.
+    """
+
+    def __init__(self, cfg: TrainConfig, meta: ShardMeta, device: torch.device,
+                 total_steps: int):
+        self.cfg, self.meta, self.device = cfg, meta, device
+        self.total_steps = total_steps
+        self.channels_last = device.type == "cuda"
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.generator = generator_for(cfg, meta)
+        init_weights(self.generator)
+        self.generator.to(device, memory_format=fmt)
+        self.discriminator = None
+        if cfg.loss == "gan":
+            self.discriminator = discriminator_for(cfg, meta)
+            init_weights(self.discriminator)
+            self.discriminator.to(device, memory_format=fmt)
+        self.dtype = amp_dtype(cfg.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self.lr_factor)
+        self.opt_d = self.sched_d = None
+        if self.discriminator is not None:
+            self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr,
+                                          betas=betas)
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self.lr_factor)
+
+        # What the step calls: DDP wrappers when distributed, compiled when asked. The G
+        # step calls D unwrapped: D is not updated there, so its DDP gradient sync must
+        # not wait for gradients that never come.
+        self.g_step, self.d_step, self.d_plain = (self.generator, self.discriminator,
+                                                  self.discriminator)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.g_step = DDP(self.generator, device_ids=ids)
+            if self.discriminator is not None:
+                self.d_step = DDP(self.discriminator, device_ids=ids)
+        if cfg.compile:
+            self.g_step = torch.compile(self.g_step)
+            if self.discriminator is not None:
+                self.d_step = torch.compile(self.d_step)
+                self.d_plain = torch.compile(self.discriminator)
+
+    def lr_factor(self, step: int) -> float:
+        """1 until ``decay_start`` of the run, then linearly down to 0 at its end."""
+        start = self.cfg.decay_start * self.total_steps
+        if step < start or self.total_steps <= start:
+            return 1.0
+        return max(0.0, (self.total_steps - step) / (self.total_steps - start))
+
+    def to_device(self, rolls: torch.Tensor) -> torch.Tensor:
+        """uint8 rolls (B, C, 128, W) -> float in [-1, 1] on the device (copied as
+        uint8: a quarter of the bytes of float)."""
+        x = to_model(rolls.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def gan_loss(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.full_like(logits, 1.0 if real else 0.0, dtype=torch.float32)
+        if self.cfg.gan_mode == "lsgan":
+            return F.mse_loss(logits.float(), target)
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+    def l1_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Mean |fake - real|; ``balanced``: each target plane's sounding cells and its
+        silent cells weigh half each (a plane with no sounding cell: the plain mean)."""
+        error = (fake.float() - real).abs()  # (B, C, 128, W)
+        if self.cfg.l1_weighting == "uniform":
+            return error.mean()
+        sounding = real > -1
+        share = sounding.float().mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+        on = torch.where(share > 0, 0.5 / share.clamp_min(1e-12), 0.0)
+        off = torch.where(share > 0, 0.5 / (1 - share).clamp_min(1e-12), 1.0)
+        return (error * torch.where(sounding, on, off)).mean()
+
+    def step(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D update then one G update on a batch of uint8 rolls.
+
+        Returns:
+            Detached scalar losses on the device (``loss_d``, ``loss_g_gan`` only with
+            D; ``loss_g_l1`` always: the L1 term before lambda).
+        """
+        x, y = self.to_device(source), self.to_device(target)  # (B, Cs|Ct, 128, W)
+        losses = {}
+        with self.autocast():
+            fake = self.g_step(x)  # (B, Ct, 128, W)
+        if self.discriminator is not None:
+            self.discriminator.requires_grad_(True)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self.autocast():
+                pred_fake = self.d_step(torch.cat([x, fake.detach()], dim=1))
+                pred_real = self.d_step(torch.cat([x, y], dim=1))
+                loss_d = 0.5 * (self.gan_loss(pred_fake, False) + self.gan_loss(pred_real, True))
+            self.scaler.scale(loss_d).backward()
+            self.scaler.step(self.opt_d)
+            self.discriminator.requires_grad_(False)
+            losses["loss_d"] = loss_d.detach()
+        self.opt_g.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_l1 = self.l1_loss(fake, y)
+            loss_g = self.cfg.lambda_l1 * loss_l1
+            if self.discriminator is not None:
+                loss_gan = self.gan_loss(self.d_plain(torch.cat([x, fake], dim=1)), True)
+                loss_g = loss_g + loss_gan
+                losses["loss_g_gan"] = loss_gan.detach()
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.sched_g.step()
+        if self.sched_d is not None:
+            self.sched_d.step()
+        losses["loss_g_l1"] = loss_l1.detach()
+        return losses
+
+    def state_dict(self) -> dict[str, Any]:
+        d = self.discriminator
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": None if d is None else d.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
+            "opt_d": None if d is None else self.opt_d.state_dict(),
+            "sched_d": None if d is None else self.sched_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+# --------------------------------------------------------------------------------------
+# The run
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), starting the process group when torchrun asked for one."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(obj: Any, world: int) -> list[Any]:
+    """Every rank's ``obj``, in rank order (one process: ``[obj]``)."""
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _check_resume(cfg: TrainConfig, run: Path) -> None:
+    saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    changed = [k for k, v in asdict(cfg).items()
+               if v != getattr(saved, k) and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise TrainError(f"{run}: cannot resume with other {', '.join(changed)} than the "
+                         "run was started with (only " + ", ".join(sorted(RESUMABLE_CHANGES))
+                         + " may change)")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the lines a killed run wrote after its last checkpoint."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(kept))
+
+
+def prepare_run(cfg: TrainConfig, resume: bool) -> Path:
+    """Check the run folder: a new run needs it empty of runs, a resumed one its
+    checkpoint and a compatible config."""
+    run = Path(cfg.out)
+    if resume:
+        if not (run / LAST).is_file() or not (run / "config.json").is_file():
+            raise TrainError(f"{run}: nothing to resume (no {LAST} and config.json)")
+        _check_resume(cfg, run)
+    elif (run / "config.json").exists() or (run / LAST).exists():
+        raise TrainError(f"{run}: holds a run already; pass --resume to continue it, or "
+                         "choose another --out")
+    return run
+
+
+def train(cfg: TrainConfig, *, resume: bool = False,
+          progress: Callable[[int, int, dict[str, float]], None] | None = None
+          ) -> dict[str, Any]:
+    """Train pix2pix on a dataset, or resume a run; returns a summary.
+
+    Writes, in ``cfg.out`` (rank 0 only): ``config.json``, checkpoints, ``metrics.jsonl``
+    (losses, learning rate and samples/s every ``log_every`` steps; valid L1 and frame
+    precision / recall / F1 at each evaluation), TensorBoard scalars under ``tb/`` when
+    tensorboard is installed, and ``samples/step-NNNNNNNN/`` (PNG and MIDI of valid
+    pairs). ``progress(step, total, last_metrics)`` is called after every step.
+
+    Raises:
+        TrainError: The run folder is in the way, or the resume does not fit.
+        LoaderError: The dataset cannot be streamed.
+    """
+    rank, world = _distributed()
+    device = resolve_device(cfg.device)
+    run = prepare_run(cfg, resume)
+    writer = rank == 0
+    if writer:
+        run.mkdir(parents=True, exist_ok=True)
+
+    stream = PairStream(cfg.data, "train", shuffle=True, seed=cfg.seed,
+                        transpose=cfg.transpose, shuffle_buffer=cfg.shuffle_buffer,
+                        rank=rank, world_size=world)
+    loader = PairLoader(stream, cfg.batch_size, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda",
+                        # Its own generator: making an iterator must not draw from the
+                        # global RNG, or a resumed run's dropout would differ.
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    total = cfg.steps or cfg.epochs * len(loader)
+    if not len(loader):
+        raise TrainError(f"{cfg.data}: the train split has no samples for this rank")
+    torch.manual_seed(cfg.seed)
+    model = Pix2Pix(cfg, stream.meta, device, total)
+    step = 0
+    if resume:
+        state = load_checkpoint(run / LAST, map_location=device)
+        model.load_state_dict(state)
+        step = int(state["step"])
+        if len(state["ranks"]) != world:
+            raise TrainError(f"{run}: the run had {len(state['ranks'])} ranks, this one "
+                             f"{world}")
+        loader.load_state_dict(state["ranks"][rank]["loader"])
+        if writer:
+            for name in ("metrics.jsonl", "pairs.jsonl"):
+                _truncate_log(run / name, step)
+        log.info("resumed %s at step %d of %d", run, step, total)
+    elif writer:
+        (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if writer:
+        log.info("G %.2f M parameters, D %.2f M; %d steps of %d x %d samples on %s",
+                 sum(p.numel() for p in model.generator.parameters()) / 1e6,
+                 sum(p.numel() for p in model.discriminator.parameters()) / 1e6
+                 if model.discriminator is not None else 0, total, cfg.batch_size, world,
+                 device)
+    validator = Validator.for_run(cfg, stream.meta, run) if writer else None
+    logs = _Logs(run, cfg) if writer else None
+    if resume:  # last: nothing above may move the RNG of a resumed run
+        set_rng_state(state["ranks"][rank]["rng"])
+
+    started, last = time.perf_counter(), {}
+    window_start, window_steps, sums = time.perf_counter(), 0, {}
+    epoch = stream.epoch
+    while step < total:
+        loader.set_epoch(epoch)
+        yielded = False
+        for batch in loader:
+            yielded = True
+            lr = model.opt_g.param_groups[0]["lr"]  # the rate this step uses
+            losses = model.step(batch["source"], batch["target"])
+            step += 1
+            window_steps += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v
+            if cfg.log_pair_ids:
+                ids = _gather(batch["pair_id"], world)
+                if writer:
+                    logs.write("pairs.jsonl", {"step": step, "epoch": epoch, "pair_ids": ids})
+            if step % cfg.log_every == 0 or step == total:
+                seconds = time.perf_counter() - window_start
+                last = {"step": step, "epoch": epoch,
+                        **{k: float(v) / window_steps for k, v in sums.items()},
+                        "lr": lr,
+                        "samples_per_s": window_steps * cfg.batch_size * world / seconds,
+                        "seconds": time.perf_counter() - started}
+                if writer:
+                    logs.write("metrics.jsonl", last)
+                window_start, window_steps, sums = time.perf_counter(), 0, {}
+            if step % cfg.checkpoint_every == 0 or step == total:
+                ranks = _gather({"loader": loader.state_dict(), "rng": rng_state()}, world)
+                if writer:
+                    save_checkpoint({"config": cfg.to_dict(), "meta": asdict(stream.meta),
+                                     "step": step, "epoch": epoch, "ranks": ranks,
+                                     **model.state_dict()}, run, step,
+                                    keep=cfg.keep_checkpoints)
+            if writer and validator and ((cfg.eval_every and step % cfg.eval_every == 0)
+                                         or step == total):
+                paused = time.perf_counter()
+                scores = validator.run(model, step)
+                logs.write("metrics.jsonl", {"step": step, "epoch": epoch, **scores})
+                last.update(scores)
+                window_start += time.perf_counter() - paused  # samples/s counts training
+            if progress:
+                progress(step, total, last)
+            if step >= total:
+                break
+        else:
+            if not yielded and not resume:
+                raise TrainError(f"{cfg.data}: an epoch of the train split gave no batch")
+            epoch += 1
+            resume = False
+    if logs:
+        logs.close()
+    return {"out": str(run), "step": step, "total_steps": total, "epoch": epoch,
+            "seconds": time.perf_counter() - started, **last}
+
+
+class _Logs:
+    """metrics.jsonl / pairs.jsonl lines, and TensorBoard scalars when it is installed."""
+
+    def __init__(self, run: Path, cfg: TrainConfig):
+        self.run = run
+        self.files: dict[str, Any] = {}
+        self.tb = None
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tb"))
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        if name not in self.files:
+            self.files[name] = (self.run / name).open("a")
+        f = self.files[name]
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        if self.tb is not None and name == "metrics.jsonl":
+            for key, value in record.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+__all__ = ["LoaderError", "Pix2Pix", "TrainError", "train"]

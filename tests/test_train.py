@@ -1,0 +1,267 @@
+"""Training: checkpoints, exact resume (also after SIGKILL), DDP on two CPU ranks,
+learning on a few pairs, AMP, and the errors of ``musicpairs train``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from musicpairs.cli import main
+from musicpairs.config import TrainConfig
+from musicpairs.loader import PairStream
+from musicpairs.model import CheckpointError, Pix2Pix, load_checkpoint, load_generator
+from musicpairs.model.metrics import f1_scores, frame_counts
+from musicpairs.model.rolls import to_model, to_velocity
+
+TINY = ["--ngf", "4", "--ndf", "4", "--batch-size", "2", "--device", "cpu"]
+
+
+def run_cli(*args: str) -> dict:
+    result = CliRunner().invoke(main, ["train", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def train_ids(dataset: Path) -> list[str]:
+    return [i for f in sorted((dataset / "train").glob("*.parquet"))
+            for i in pq.read_table(f, columns=["pair_id"]).column("pair_id").to_pylist()]
+
+
+def test_checkpoint_resume_and_reload(small_dataset, tmp_path):
+    run = tmp_path / "run"
+    summary = run_cli("--data", str(small_dataset), "--out", str(run), "--steps", "4",
+                      "--checkpoint-every", "2", "--eval-every", "2", "--log-every", "1",
+                      "--num-workers", "0", "--sample-count", "2", *TINY)
+    assert summary["step"] == 4
+    assert sorted(p.name for p in run.glob("*.pt")) == ["last.pt", "step-00000002.pt",
+                                                        "step-00000004.pt"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["ngf"] == 4 and config["steps"] == 4
+    state = load_checkpoint(run / "last.pt")  # weights_only=True
+    assert state["step"] == 4 and state["ranks"][0]["loader"]["consumed"]
+    metrics = lines(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics if "loss_d" in m] == [1, 2, 3, 4]
+    assert all(m["loss_g_l1"] > 0 and m["lr"] > 0 for m in metrics if "loss_d" in m)
+    evals = [m for m in metrics if "valid_l1" in m]
+    assert [m["step"] for m in evals] == [2, 4]
+    # Two valid pairs drawn at each evaluation, as PNG and as MIDI with generated tracks.
+    for step in (2, 4):
+        folder = run / "samples" / f"step-{step:08d}"
+        assert len(list(folder.glob("*.png"))) == 2
+        from musicpairs.midi import read_midi
+
+        names = {t.name for t in read_midi(next(folder.glob("*.mid"))).tracks}
+        assert {"source: melody", "generated: accompaniment"} <= names
+
+    # The loaded generator reproduces, in eval mode, exactly the valid L1 the run logged.
+    generator, meta, cfg, _ = load_generator(run / "last.pt")
+    assert not generator.training and cfg.ngf == 4
+    stream = PairStream(small_dataset, "valid", shuffle=False)
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for batch in PairStream(small_dataset, "valid", shuffle=False, batch_size=2):
+            fake = generator(to_model(batch["source"]))
+            total += float((fake - to_model(batch["target"])).abs().mean(dim=(1, 2, 3)).sum())
+            n += len(batch["pair_id"])
+    assert n == len(stream)
+    assert total / n == evals[-1]["valid_l1"]
+
+    # --resume continues the step count (and may lengthen the run).
+    summary = run_cli("--out", str(run), "--resume", "--steps", "6")
+    assert summary["step"] == 6
+    assert load_checkpoint(run / "last.pt")["step"] == 6
+    steps = [m["step"] for m in lines(run / "metrics.jsonl") if "loss_d" in m]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_continues_exactly(small_dataset, tmp_path):
+    common = ["--data", str(small_dataset), "--checkpoint-every", "3", "--eval-every", "0",
+              "--decay-start", "1.0", "--num-workers", "2", "--sample-count", "0",
+              "--log-every", "1", *TINY]
+    run_cli(*common, "--out", str(tmp_path / "straight"), "--steps", "6")
+    run_cli(*common, "--out", str(tmp_path / "split"), "--steps", "3")
+    run_cli("--out", str(tmp_path / "split"), "--resume", "--steps", "6")
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in ("generator", "discriminator"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    losses = [[{k: v for k, v in m.items() if k.startswith("loss")}
+               for m in lines(tmp_path / run / "metrics.jsonl") if "loss_d" in m]
+              for run in ("straight", "split")]
+    assert losses[0] == losses[1]
+
+
+def _train_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "musicpairs", "train", *args]
+
+
+def test_sigkill_then_resume_loses_and_repeats_nothing(small_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ["--data", str(small_dataset), "--out", str(run), "--checkpoint-every", "3",
+            "--eval-every", "0", "--sample-count", "0", "--num-workers", "2",
+            "--log-pair-ids", *TINY]
+    process = subprocess.Popen(_train_command(*args, "--steps", "100000"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (run / "last.pt").exists() and load_checkpoint(run / "last.pt")["step"] >= 6:
+                break
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.02)
+        else:
+            pytest.fail("no checkpoint at step 6 within 2 minutes")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = load_checkpoint(run / "last.pt")["step"]
+    for path in run.glob("*.pt"):  # no partial file under a final name
+        assert load_checkpoint(path)["step"] > 0
+
+    per_epoch = PairStream(small_dataset, "train").samples_per_rank
+    steps_per_epoch = 16  # 30 samples, 2 workers of 15, batches of 2 (the last of 1)
+    total = 2 * steps_per_epoch
+    assert killed_at < total
+    done = subprocess.run(_train_command("--out", str(run), "--resume", "--steps",
+                                         str(total)), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    records = lines(run / "pairs.jsonl")
+    assert [r["step"] for r in records] == list(range(1, total + 1))
+    ids = sorted(train_ids(small_dataset))
+    assert per_epoch == len(ids) == 30
+    for epoch in (0, 1):
+        seen = [i for r in records if r["epoch"] == epoch for i in r["pair_ids"][0]]
+        assert sorted(seen) == ids, f"epoch {epoch}"
+    # metrics.jsonl lost the lines written after the checkpoint the run resumed from.
+    assert [m["step"] for m in lines(run / "metrics.jsonl") if "loss_d" in m] == [total]
+
+
+def test_ddp_two_cpu_ranks(small_dataset, tmp_path):
+    run = tmp_path / "run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", "-m", "musicpairs", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--data", str(small_dataset), "--out", str(run), "--steps", "4",
+            "--checkpoint-every", "2", "--eval-every", "0", "--sample-count", "0",
+            "--num-workers", "0", "--log-every", "1", "--log-pair-ids", *TINY]
+    done = subprocess.run([*torchrun, *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(run / "last.pt")
+    assert len(state["ranks"]) == 2 and state["step"] == 4
+    # 30 samples: 15 per rank, 8 steps an epoch; resume the second half on 2 ranks.
+    done = subprocess.run([*torchrun, "--out", str(run), "--resume", "--steps", "8"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = lines(run / "pairs.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 9))
+    rank0 = [i for r in records for i in r["pair_ids"][0]]
+    rank1 = [i for r in records for i in r["pair_ids"][1]]
+    assert len(rank0) == len(rank1) == 15
+    assert sorted(rank0 + rank1) == sorted(train_ids(small_dataset))
+    # Resuming a two-rank run in one process is refused.
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "9"])
+    assert result.exit_code == 1 and "2 ranks" in result.output
+
+
+def _learn_eight_pairs(small_dataset, weighting: str, steps: int):
+    """Train the L1-only generator on 8 pairs (cropped to 64 steps) in train mode; return
+    (first loss, last loss, generated velocities in eval mode, the real targets)."""
+    batch = next(iter(PairStream(small_dataset, "train", shuffle=False, batch_size=8)))
+    source, target = batch["source"][..., :64], batch["target"][..., :64]
+    meta = PairStream(small_dataset, "train").meta
+    meta = dataclasses.replace(meta, source_shape=(2, 128, 64), target_shape=(2, 128, 64))
+    cfg = TrainConfig(data="unused", out="unused", loss="l1", ngf=16, lr=1e-3, dropout=0.0,
+                      l1_weighting=weighting)
+    torch.manual_seed(0)
+    model = Pix2Pix(cfg, meta, torch.device("cpu"), total_steps=steps)
+    losses = [float(model.step(source, target)["loss_g_l1"]) for _ in range(steps)]
+    model.generator.eval()
+    with torch.no_grad():
+        velocity = to_velocity(model.generator(to_model(source)))
+    return losses[0], losses[-1], velocity, target
+
+
+def test_learns_the_notes_of_eight_pairs(small_dataset):
+    first, last, velocity, target = _learn_eight_pairs(small_dataset, "balanced", 300)
+    assert first > 0.5 and last < first / 10, (first, last)
+    sounding = target > 0
+    error = float((velocity - target.float())[sounding].abs().mean())
+    assert error < 5, error  # velocity units, of 127
+    assert f1_scores(frame_counts(velocity, target, 16))["recall"] > 0.99
+
+
+def test_plain_l1_collapses_to_silence(small_dataset):
+    """Why l1_weighting defaults to balanced: under the plain mean the same 8 pairs
+    come out silent, notes and all."""
+    _, _, velocity, target = _learn_eight_pairs(small_dataset, "uniform", 150)
+    assert float(velocity[target > 0].mean()) < 16
+    assert f1_scores(frame_counts(velocity, target, 16))["recall"] < 0.05
+
+
+# fp16: the scaler skips a first step that overflows, and torch warns that the
+# schedule stepped without an optimizer step.
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_on_cpu(small_dataset, tmp_path, amp):
+    summary = run_cli("--data", str(small_dataset), "--out", str(tmp_path / amp),
+                      "--steps", "2", "--amp", amp, "--num-workers", "0", "--log-every", "1",
+                      "--sample-count", "0", *TINY)
+    assert summary["step"] == 2
+    assert all(torch.isfinite(torch.tensor(summary[k])) for k in ("loss_d", "loss_g_l1"))
+    state = load_checkpoint(tmp_path / amp / "last.pt")
+    assert all(v.dtype == torch.float32 for v in state["generator"].values()
+               if v.is_floating_point())
+
+
+def test_l1_only_has_no_discriminator(small_dataset, tmp_path):
+    summary = run_cli("--data", str(small_dataset), "--out", str(tmp_path / "l1"),
+                      "--steps", "2", "--loss", "l1", "--num-workers", "0",
+                      "--log-every", "1", "--sample-count", "0", *TINY)
+    assert "loss_d" not in summary and summary["loss_g_l1"] > 0
+    assert load_checkpoint(tmp_path / "l1" / "last.pt")["discriminator"] is None
+
+
+def test_errors(small_dataset, tmp_path):
+    runner = CliRunner()
+
+    def fails(*args: str) -> str:
+        result = runner.invoke(main, ["train", *args])
+        assert result.exit_code != 0
+        assert "Traceback" not in result.output
+        return result.output
+
+    assert "no manifest.json" in fails("--data", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert "--data is required" in fails("--out", str(tmp_path / "r"))
+    assert "nothing to resume" in fails("--out", str(tmp_path / "none"), "--resume")
+    run = tmp_path / "run"
+    run_cli("--data", str(small_dataset), "--out", str(run), "--steps", "1",
+            "--num-workers", "0", "--sample-count", "0", *TINY)
+    assert "--resume" in fails("--data", str(small_dataset), "--out", str(run))
+    assert "ngf" in fails("--out", str(run), "--resume", "--ngf", "8")
+    assert "must be >= 1" in fails("--data", str(small_dataset), "--out", str(tmp_path / "x"),
+                                   "--batch-size", "0")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    torch.save({"weights": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError, match="not a musicpairs"):
+        load_checkpoint(bad)
