@@ -1,6 +1,6 @@
 """Training speed with PairStream against in-memory tensors: the data path's overhead.
 
-    python bench/bench_train.py DATASET [--ngf 64] [--batch-size 64] [--steps 20]
+    python bench/bench_train.py DATASET [--ngf 64] [--ndf 64] [--batch-size 64] [--steps 20]
         [--rounds 3] [--device auto] [--amp off,bf16] [--num-workers 2]
 
 One pix2pix model (U-Net + PatchGAN, sized from the dataset) trains, in rounds that
@@ -72,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset")
     ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
@@ -79,7 +80,6 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", default="off", help="comma-separated: off, bf16, fp16")
     ap.add_argument("--num-workers", type=int, default=2)
-    ap.add_argument("--channels-last", action="store_true")
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -89,12 +89,12 @@ def main() -> None:
                         pin_memory=pin, prefetch_factor=4 if args.num_workers else None)
     routes = {"stream": endless(loader),
               "memory": in_memory(stream.meta, args.batch_size, pin)}
-    print(f"device {device}  G ngf {args.ngf}  batch {args.batch_size}  rolls "
+    print(f"device {device}  ngf {args.ngf}  ndf {args.ndf}  batch {args.batch_size}  rolls "
           f"{stream.meta.source_shape} -> {stream.meta.target_shape}  "
           f"{args.num_workers} loader workers  {torch.get_num_threads()} torch threads")
     print(f"{'amp':5} {'round':>5} {'stream/s':>10} {'memory/s':>10} {'overhead':>9}")
     for amp in args.amp.split(","):
-        cfg = TrainConfig(data=args.dataset, out="-", ngf=args.ngf, amp=amp,
+        cfg = TrainConfig(data=args.dataset, out="-", ngf=args.ngf, ndf=args.ndf, amp=amp,
                           batch_size=args.batch_size)
         torch.manual_seed(0)
         model = Pix2Pix(cfg, stream.meta, device, total_steps=10**6)
