@@ -7,8 +7,23 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class _DictConfig:
+    """``to_dict`` / ``from_dict`` for the frozen config dataclasses below."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class RollSpec:
+class RollSpec(_DictConfig):
     """How a score is laid on the beat grid.
 
     Attributes:
@@ -33,17 +48,6 @@ class RollSpec:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RollSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown RollSpec keys: {sorted(unknown)}")
-        return cls(**data)
-
 
 #: Options of a run that may change when it is resumed (how long, how often, where).
 RESUMABLE_CHANGES = frozenset({"epochs", "steps", "checkpoint_every", "keep_checkpoints",
@@ -51,7 +55,7 @@ RESUMABLE_CHANGES = frozenset({"epochs", "steps", "checkpoint_every", "keep_chec
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_DictConfig):
     """A pix2pix training run; written to ``RUN/config.json`` and into every checkpoint.
 
     Attributes:
@@ -152,14 +156,3 @@ class TrainConfig:
                      "sample_count"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(**data)

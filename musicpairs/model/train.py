@@ -34,7 +34,7 @@ from torch import nn
 
 from musicpairs.config import RESUMABLE_CHANGES, TrainConfig
 from musicpairs.errors import MusicpairsError
-from musicpairs.loader import LoaderError, PairLoader, PairStream
+from musicpairs.loader import PairLoader, PairStream
 from musicpairs.model.checkpoint import (
     LAST,
     discriminator_for,
@@ -356,7 +356,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                  if model.discriminator is not None else 0, total, cfg.batch_size, world,
                  device)
     validator = Validator.for_run(cfg, stream.meta, run) if writer else None
-    logs = _Logs(run, cfg) if writer else None
+    logs = _Logs(run) if writer else None
     if resume:  # last: nothing above may move the RNG of a resumed run
         set_rng_state(state["ranks"][rank]["rng"])
 
@@ -420,7 +420,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
 class _Logs:
     """metrics.jsonl / pairs.jsonl lines, and TensorBoard scalars when it is installed."""
 
-    def __init__(self, run: Path, cfg: TrainConfig):
+    def __init__(self, run: Path):
         self.run = run
         self.files: dict[str, Any] = {}
         self.tb = None
@@ -449,4 +449,4 @@ class _Logs:
             self.tb.close()
 
 
-__all__ = ["LoaderError", "Pix2Pix", "TrainError", "train"]
+__all__ = ["Pix2Pix", "TrainError", "train"]
