@@ -14,7 +14,7 @@ import torch
 from musicpairs.config import TrainConfig
 from musicpairs.loader import LoaderError, PairStream
 from musicpairs.model.metrics import f1_scores, frame_counts
-from musicpairs.model.rolls import FRAME_THRESHOLD, generated_to_planes, to_velocity
+from musicpairs.model.rolls import FRAME_THRESHOLD, generated_to_planes, to_model, to_velocity
 from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,11 @@ class Validator:
                 source, target = batch["source"][:n], batch["target"][:n]
                 with model.autocast():
                     fake = generator(model.to_device(source)).float()  # (n, Ct, 128, W)
-                real = model.to_device(target).float()
+                target_on_device = target.to(fake.device)  # copied once, as uint8
+                real = to_model(target_on_device)
                 l1_sum += float((fake - real).abs().mean(dim=(1, 2, 3)).sum())
                 velocity = to_velocity(fake)
-                counts += frame_counts(velocity, target.to(velocity.device), FRAME_THRESHOLD)
+                counts += frame_counts(velocity, target_on_device, FRAME_THRESHOLD)
                 for i in range(min(n, self.cfg.sample_count - len(examples))):
                     row = {"source": source[i].numpy(), "target": target[i].numpy(),
                            "pair_id": batch["pair_id"][i]}
