@@ -380,7 +380,7 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
             panels.append((f"{side}: {name}", p, _pitch_range(p)))
     width = row["source"].shape[-1]
     heights = [hi - lo + 1 for _, _, (lo, hi) in panels]
-    fig = Figure(figsize=(max(8.0, width / 24), 1.2 + sum(heights) / 14), dpi=dpi)
+    fig = Figure(figsize=(min(max(8.0, width / 24), 48.0), 1.2 + sum(heights) / 14), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": heights})[:, 0]
@@ -402,7 +402,7 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
         ax.set_ylim(lo - 0.5, hi + 0.5)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
         ax.set_facecolor("white")
-    bars = range(0, width, 4 * spb)
+    bars = range(0, width, 4 * spb * max(1, width // 1024))  # labels: bars, or every k-th
     start = row.get("start_beat", 0.0)
     axes[-1].set_xticks([b - 0.5 for b in bars], [f"{start + b / spb:g}" for b in bars])
     axes[-1].set_xlim(-0.5, width - 0.5)
@@ -411,8 +411,8 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
     files = row.get("source_file", "")
     if row.get("target_file") and row.get("target_file") != files:
         files += f" -> {row['target_file']}"
-    fig.suptitle(f"{meta.task}  pair {row.get('pair_id', '')}  song {row.get('song_id', '')}"
-                 f"  {files}  confidence {conf:.3f}", fontsize=9)
+    fig.suptitle(row.get("title") or f"{meta.task}  pair {row.get('pair_id', '')}  song "
+                 f"{row.get('song_id', '')}  {files}  confidence {conf:.3f}", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, format="png")

@@ -38,12 +38,13 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from musicpairs.cli.build import build
+    from musicpairs.cli.evaluate import convert, evaluate
     from musicpairs.cli.inspect import inspect
+    from musicpairs.cli.quickstart import quickstart
     from musicpairs.cli.train import train
 
-    main.add_command(build)
-    main.add_command(inspect)
-    main.add_command(train)
+    for command in (build, inspect, train, evaluate, convert, quickstart):
+        main.add_command(command)
 
 
 _register()

@@ -125,8 +125,38 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
     """The generator of a checkpoint, in eval mode, with the dataset's metadata, the
     run's config and the whole checkpoint."""
     state = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(state["config"])
-    meta = ShardMeta.from_json(json.dumps(state["meta"]))
+    try:
+        cfg = TrainConfig.from_dict(state["config"])
+        meta = ShardMeta.from_json(json.dumps(state["meta"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged config or metadata ({e})") from e
+    check_task(meta, str(path))
     generator = generator_for(cfg, meta)
-    generator.load_state_dict(state["generator"])
+    try:
+        generator.load_state_dict(state["generator"])
+    except (KeyError, RuntimeError) as e:
+        # torch lists every mismatched tensor; the first line says what is wrong.
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: the generator weights do not fit its config and "
+                              f"shapes ({first[-1].strip() if first else e})") from e
     return generator.to(device).eval(), meta, cfg, state
+
+
+def check_task(meta: ShardMeta, label: str) -> None:
+    """Raise CheckpointError unless ``meta`` is a task this musicpairs knows, with the
+    channels and shapes that task has."""
+    from musicpairs.pairing import CHANNELS
+
+    if meta.task not in CHANNELS:
+        raise CheckpointError(f"{label}: task {meta.task!r} is not one of "
+                              f"{', '.join(CHANNELS)}")
+    source, target = CHANNELS[meta.task]
+    expected = (2 * len(source), 2 * len(target), tuple(source), tuple(target))
+    got = (meta.source_shape[0], meta.target_shape[0], tuple(meta.source_channels),
+           tuple(meta.target_channels))
+    if got != expected or meta.source_shape[1:] != meta.target_shape[1:] \
+            or meta.source_shape[1] != 128:
+        raise CheckpointError(
+            f"{label}: shapes {list(meta.source_shape)} -> {list(meta.target_shape)} with "
+            f"channels {list(meta.source_channels)} -> {list(meta.target_channels)} do not "
+            f"fit task {meta.task} ({list(source)} -> {list(target)}, 128 pitches)")

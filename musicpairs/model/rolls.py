@@ -9,6 +9,9 @@ and frame carry its velocity), so they decode to notes and MIDI exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -30,8 +33,10 @@ def to_velocity(x: torch.Tensor) -> torch.Tensor:
     return (x.float() + 1).mul_(63.5).clamp_(0, 127)
 
 
-def generated_to_planes(velocity: np.ndarray, *, frame_threshold: float = FRAME_THRESHOLD,
-                        onset_threshold: float = ONSET_THRESHOLD) -> np.ndarray:
+def generated_to_planes(velocity: np.ndarray, *,
+                        frame_threshold: float | Sequence[float] = FRAME_THRESHOLD,
+                        onset_threshold: float | Sequence[float] = ONSET_THRESHOLD
+                        ) -> np.ndarray:
     """Valid planes from generated velocities.
 
     A step sounds where the frame plane reaches ``frame_threshold``. A note starts
@@ -42,16 +47,19 @@ def generated_to_planes(velocity: np.ndarray, *, frame_threshold: float = FRAME_
 
     Args:
         velocity: float [2 * channels, 128, W] (onset, frame per channel), 0-127.
+        frame_threshold, onset_threshold: One for every channel, or one per channel.
 
     Returns:
         uint8 [2 * channels, 128, W]: planes as the data contract makes them.
     """
     channels = velocity.shape[0] // 2
+    frame_at = np.broadcast_to(np.asarray(frame_threshold, float), (channels,))
+    onset_at = np.broadcast_to(np.asarray(onset_threshold, float), (channels,))
     out = np.zeros((channels, 2, *velocity.shape[1:]), np.uint8)
     for c in range(channels):
         onset, frame = velocity[2 * c + ONSET], velocity[2 * c + FRAME]
-        sounding = frame >= frame_threshold
-        struck = sounding & (onset >= onset_threshold)
+        sounding = frame >= frame_at[c]
+        struck = sounding & (onset >= onset_at[c])
         planes = np.zeros((2, *frame.shape), np.uint8)
         level = np.clip(np.rint(np.where(struck, onset, frame)), 1, 127).astype(np.uint8)
         planes[ONSET] = np.where(struck, level, 0)
@@ -60,3 +68,14 @@ def generated_to_planes(velocity: np.ndarray, *, frame_threshold: float = FRAME_
         _paint(out[c : c + 1], np.zeros(len(notes.start), np.int64), notes.start, notes.end,
                notes.pitch, notes.velocity)
     return out.reshape(velocity.shape)
+
+
+def decode_thresholds(decode: dict[str, Any] | None, channels: int
+                      ) -> tuple[list[float], list[float]]:
+    """(frame, onset) thresholds per channel from a checkpoint's ``decode`` entry (tuned
+    on the valid split while training), or the defaults when it has none."""
+    if not decode:
+        return [FRAME_THRESHOLD] * channels, [ONSET_THRESHOLD] * channels
+    per_channel = decode["channels"]
+    return ([float(c["frame_threshold"]) for c in per_channel],
+            [float(c["onset_threshold"]) for c in per_channel])

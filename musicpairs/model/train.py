@@ -114,6 +114,8 @@ class Pix2Pix:
             init_weights(self.discriminator)
             self.discriminator.to(device, memory_format=fmt)
         self.dtype = amp_dtype(cfg.amp, device)
+        #: Decoding thresholds tuned on the valid split at the last evaluation.
+        self.decode: dict[str, Any] | None = None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
         betas = (cfg.beta1, cfg.beta2)
@@ -227,6 +229,7 @@ class Pix2Pix:
             "opt_d": None if d is None else self.opt_d.state_dict(),
             "sched_d": None if d is None else self.sched_d.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "decode": self.decode,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -239,6 +242,7 @@ class Pix2Pix:
             self.sched_d.load_state_dict(state["sched_d"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        self.decode = state.get("decode")
 
 
 # --------------------------------------------------------------------------------------
@@ -388,13 +392,6 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                 if writer:
                     logs.write("metrics.jsonl", last)
                 window_start, window_steps, sums = time.perf_counter(), 0, {}
-            if step % cfg.checkpoint_every == 0 or step == total:
-                ranks = _gather({"loader": loader.state_dict(), "rng": rng_state()}, world)
-                if writer:
-                    save_checkpoint({"config": cfg.to_dict(), "meta": asdict(stream.meta),
-                                     "step": step, "epoch": epoch, "ranks": ranks,
-                                     **model.state_dict()}, run, step,
-                                    keep=cfg.keep_checkpoints)
             if writer and validator and ((cfg.eval_every and step % cfg.eval_every == 0)
                                          or step == total):
                 paused = time.perf_counter()
@@ -402,6 +399,14 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                 logs.write("metrics.jsonl", {"step": step, "epoch": epoch, **scores})
                 last.update(scores)
                 window_start += time.perf_counter() - paused  # samples/s counts training
+            # After the evaluation: the checkpoint keeps the thresholds it tuned.
+            if step % cfg.checkpoint_every == 0 or step == total:
+                ranks = _gather({"loader": loader.state_dict(), "rng": rng_state()}, world)
+                if writer:
+                    save_checkpoint({"config": cfg.to_dict(), "meta": asdict(stream.meta),
+                                     "step": step, "epoch": epoch, "ranks": ranks,
+                                     **model.state_dict()}, run, step,
+                                    keep=cfg.keep_checkpoints)
             if progress:
                 progress(step, total, last)
             if step >= total:

@@ -1,0 +1,204 @@
+"""Evaluation metrics on hand-computed cases: perfect, empty and known partial overlaps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from musicpairs.model.convert import blend_weights, window_starts
+from musicpairs.model.evaluate import copy_baseline, pitch_class_profiles
+from musicpairs.model.metrics import (
+    ScoreSheet,
+    bay_accuracy,
+    best_thresholds,
+    f1_scores,
+    onset_matches,
+    tonal_centroids,
+    velocity_histograms,
+)
+from musicpairs.model.rolls import generated_to_planes
+from musicpairs.roll import FRAME, ONSET
+from musicpairs.shards import ShardMeta
+
+W = 32  # two bars of 4 beats at 4 steps per beat
+
+
+def planes(*notes: tuple[int, int, int], velocity: int = 100, channels: int = 1,
+           channel: int = 0) -> np.ndarray:
+    """uint8 [1, 2 * channels, 128, W] with notes (pitch, start, end) in one channel."""
+    out = np.zeros((1, 2 * channels, 128, W), np.uint8)
+    for pitch, start, end in notes:
+        out[0, 2 * channel + ONSET, pitch, start] = velocity
+        out[0, 2 * channel + FRAME, pitch, start:end] = velocity
+    return out
+
+
+def scores(generated, real, melody=None, channels=("accompaniment",)) -> dict:
+    reference = ScoreSheet(channels, 4)
+    reference.add(real, real, melody)
+    sheet = ScoreSheet(channels, 4)
+    sheet.add(generated, real, melody)
+    return sheet.result(reference=reference)
+
+
+def test_ratios_of_counts():
+    assert f1_scores((5, 0, 0)) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert f1_scores((0, 0, 7)) == {"precision": 1.0, "recall": 0.0, "f1": 0.0}
+    assert f1_scores((0, 3, 0)) == {"precision": 0.0, "recall": 1.0, "f1": 0.0}
+    assert f1_scores((2, 2, 2))["f1"] == 0.5
+    assert f1_scores((0, 0, 0))["f1"] == 1.0  # nothing to find, nothing found
+    assert bay_accuracy((2, 2, 2)) == pytest.approx(1 / 3)
+    assert bay_accuracy((4, 0, 0)) == 1.0 and bay_accuracy((0, 1, 1)) == 0.0
+
+
+def test_perfect_output_scores_one():
+    real = planes((60, 0, 4), (64, 0, 4), (67, 4, 12), (48, 16, 20))
+    got = scores(real.copy(), real)["overall"]
+    for key in ("frame_precision", "frame_recall", "frame_f1", "frame_accuracy", "onset_f1"):
+        assert got[key] == 1.0, key
+    assert got["polyphony_tv"] == 0.0 and got["note_length_tv"] == 0.0
+
+
+def test_empty_output_scores_zero():
+    real = planes((60, 0, 4), (64, 2, 8))
+    got = scores(np.zeros_like(real), real)
+    overall, channel = got["overall"], got["channels"]["accompaniment"]
+    assert overall["frame_recall"] == 0.0 and overall["frame_f1"] == 0.0
+    assert overall["frame_accuracy"] == 0.0 and overall["onset_f1"] == 0.0
+    assert channel["empty_bars"] == 1.0
+    assert channel["pitch_classes_per_bar"] is None and channel["qualified_notes"] is None
+    assert channel["polyphony_histogram"][0] == W and sum(channel["note_length_histogram"]) == 0
+
+
+def test_partial_overlap_by_hand():
+    real = planes((60, 0, 4))  # 4 frames, onset at 0
+    generated = planes((60, 2, 6))  # 4 frames, 2 shared; onset 2 steps late
+    got = scores(generated, real)["overall"]
+    assert (got["frame_precision"], got["frame_recall"], got["frame_f1"]) == (0.5, 0.5, 0.5)
+    assert got["frame_accuracy"] == pytest.approx(2 / 6)
+    assert got["onset_f1"] == 0.0  # 2 steps apart: outside the tolerance
+
+    generated = planes((60, 1, 5), (62, 0, 4))  # one onset 1 step late, one wrong pitch
+    got = scores(generated, real)["overall"]
+    assert got["onset_precision"] == 0.5 and got["onset_recall"] == 1.0
+    assert got["onset_f1"] == pytest.approx(2 / 3)
+    # frames: tp 3 (steps 1-3), fp 1 + 4, fn 1
+    assert got["frame_precision"] == pytest.approx(3 / 8)
+    assert got["frame_recall"] == pytest.approx(3 / 4)
+    assert got["frame_accuracy"] == pytest.approx(3 / 9)
+
+
+def test_onset_matching_is_maximal():
+    def row(*steps):
+        out = np.zeros((128, 16), np.uint8)
+        out[60, list(steps)] = 90
+        return out
+
+    # Greedy by exact matches first would pair (1, 1) and leave 0 and 2 apart.
+    assert onset_matches(row(1, 2), row(0, 1)) == 2
+    assert onset_matches(row(0, 2), row(1, 3)) == 2
+    assert onset_matches(row(5), row(3, 7)) == 0
+    assert onset_matches(row(5), row(5), tolerance=0) == 1
+    other = np.zeros((128, 16), np.uint8)
+    other[61, 5] = 90
+    assert onset_matches(row(5), other) == 0  # another pitch never matches
+    # Onsets at the end of one pitch's row never reach the start of the next pitch's.
+    end, start = np.zeros((128, 16), np.uint8), np.zeros((128, 16), np.uint8)
+    end[60, 15], start[61, 0] = 90, 90
+    assert onset_matches(end, start) == 0
+
+
+def test_musegan_metrics_by_hand():
+    # Bar 0: C-E-G chord (4 steps) plus a one-step C5; bar 1 empty.
+    generated = planes((60, 0, 4), (64, 0, 4), (67, 0, 4), (72, 8, 9))
+    melody = planes((60, 0, 16))  # C under the whole first bar
+    got = scores(generated, generated, melody)["channels"]["accompaniment"]
+    assert got["empty_bars"] == 0.5
+    assert got["pitch_classes_per_bar"] == 3.0  # C, E, G (C5 is C again)
+    assert got["qualified_notes"] == 0.75  # 3 of 4 notes last >= 2 steps (an eighth)
+    # C-E-G (C counted over 5 steps, E and G over 4) against a bare C.
+    chord = np.zeros(12)
+    chord[[0, 4, 7]] = [5, 4, 4]
+    c = np.zeros(12)
+    c[0] = 1
+    expected = np.linalg.norm(tonal_centroids(chord) - tonal_centroids(c))
+    assert got["tonal_distance"] == pytest.approx(expected)
+    assert got["polyphony_histogram"][:4] == [W - 5, 1, 0, 4]
+
+    # A tritone apart: fifths and minor-thirds circles opposite, major thirds the same.
+    tritone = planes((66, 0, 16))
+    td = scores(tritone, tritone, melody)["channels"]["accompaniment"]["tonal_distance"]
+    assert td == pytest.approx(math.sqrt(8))
+    same = scores(melody.copy(), melody, melody)["channels"]["accompaniment"]["tonal_distance"]
+    assert same == pytest.approx(0.0)
+
+
+def test_drums_have_no_pitch_class_metrics():
+    got = scores(planes((36, 0, 2)), planes((36, 0, 2)), planes((60, 0, 4)),
+                 channels=("drums",))["channels"]["drums"]
+    assert got["pitch_classes_per_bar"] is None and got["tonal_distance"] is None
+    assert got["empty_bars"] == 0.5
+
+
+def test_best_thresholds_by_hand():
+    # Frame plane: real cells generated at 100 and 90, silent cells at 50 and 95.
+    generated = torch.zeros(1, 2, 128, 4)
+    real = torch.zeros(1, 2, 128, 4, dtype=torch.uint8)
+    generated[0, FRAME, 60, :] = torch.tensor([100.0, 90.0, 50.0, 95.0])
+    real[0, FRAME, 60, :2] = 80
+    generated[0, ONSET, 60, 0] = 70.5
+    real[0, ONSET, 60, 0] = 80
+    hist = velocity_histograms(generated, real)
+    assert hist.shape == (1, 2, 2, 128) and int(hist.sum()) == 2 * 128 * 4
+    (best,) = best_thresholds(hist)
+    # t <= 50: F1 4/6; 51..90: tp 2, fp 1 -> 4/5; 91..95: 2/4; 96..100: 2/3.
+    assert best["frame_threshold"] == 51 and best["frame_f1"] == pytest.approx(0.8)
+    assert best["frame_counts"] == [2, 1, 0]
+    assert best["onset_threshold"] == 1 and best["onset_f1"] == pytest.approx(1.0)
+
+
+def test_generated_planes_take_thresholds_per_channel():
+    velocity = np.zeros((4, 128, 8), np.float32)
+    velocity[ONSET, 60, 0] = velocity[FRAME, 60, :4] = 40  # channel 0
+    velocity[2 + ONSET, 50, 0] = velocity[2 + FRAME, 50, :4] = 40  # channel 1
+    out = generated_to_planes(velocity, frame_threshold=[30, 50], onset_threshold=[30, 50])
+    assert out[FRAME, 60, :4].tolist() == [40] * 4 and out[ONSET, 60, 0] == 40
+    assert not out[2:].any()
+
+
+def test_copy_baseline_and_retrieval_features():
+    meta = ShardMeta("melody2band", 4, (2, 128, W), (10, 128, W), ("melody",),
+                     ("drums", "piano", "guitar", "bass", "strings"))
+    source = planes((72, 0, 4), (5, 4, 8))
+    out = copy_baseline(meta, source)
+    assert out[0, 2 + FRAME, 60, :4].tolist() == [100] * 4  # piano, an octave down
+    assert not out[0, 2:4, :, 4:].any()  # pitch 5 has no octave below: dropped
+    assert not out[0, :2].any() and not out[0, 4:].any()
+    v2v = ShardMeta("version2version", 4, (2, 128, W), (2, 128, W), ("version_a",),
+                    ("version_b",))
+    assert np.array_equal(copy_baseline(v2v, source), source)
+    features = pitch_class_profiles(np.concatenate([source, planes((84, 0, 4), (17, 4, 8))]), 4)
+    assert features.shape == (2, 12 * 8)
+    assert np.allclose(features[0], features[1])  # octaves apart: the same profile
+    assert np.isclose(np.linalg.norm(features[0]), 1.0)
+
+
+def test_conversion_windows_cover_the_song_and_blend_to_the_same_value():
+    downbeats = np.arange(0, 1000, 12)  # 3/4 bars
+    starts = window_starts(downbeats, 1000, 64, 32)
+    assert starts[0] == 0 and starts[-1] + 64 >= 1000
+    assert all(0 < b - a < 64 for a, b in zip(starts, starts[1:], strict=False))
+    assert set(starts) <= set(downbeats.tolist())
+    assert window_starts(downbeats, 40, 64, 32) == [0]
+    with pytest.raises(ValueError, match="hop"):
+        window_starts(downbeats, 100, 64, 65)
+    # Overlapping windows of one constant blend back to that constant.
+    w = blend_weights(64)
+    total, weight = np.zeros(1000 + 64), np.zeros(1000 + 64)
+    for s in starts:
+        total[s : s + 64] += 7 * w
+        weight[s : s + 64] += w
+    assert np.allclose(total[:1000] / weight[:1000], 7)
