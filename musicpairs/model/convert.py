@@ -174,8 +174,8 @@ def _thresholds(model: Generator):
     from musicpairs.model.rolls import decode_thresholds
 
     if model.decode is None:
-        log.warning("%s has no decoding thresholds (no valid split while training): "
-                    "using the defaults", model.path)
+        log.warning("%s has no decoding thresholds (no valid-split evaluation before it "
+                    "was saved): using the defaults", model.path)
     return decode_thresholds(model.decode, len(model.meta.target_channels))
 
 
