@@ -108,8 +108,15 @@ def test_evaluate_tunes_thresholds_when_the_checkpoint_has_none(run, small_datas
     model = json.loads(result.output)["systems"]["edited"]
     assert model["thresholds_tuned_now"]
     # The same weights on the same valid pairs: the thresholds the run stored.
-    assert model["thresholds"]["channels"] == load_checkpoint(run / "last.pt")[
-        "decode"]["channels"]
+    stored = load_checkpoint(run / "last.pt")["decode"]
+    assert model["thresholds"]["channels"] == stored["channels"]
+    # --tune tunes again a checkpoint that has thresholds.
+    result = invoke("evaluate", "--checkpoint", str(run / "last.pt"), "--data",
+                    str(small_dataset), "--baselines", "none", "--tune", "--out",
+                    str(tmp_path / "e"), "--json")
+    assert result.exit_code == 0, result.output
+    model = json.loads(result.output)["systems"]["run"]
+    assert model["thresholds_tuned_now"] and model["thresholds"]["channels"] == stored["channels"]
 
 
 def test_evaluate_refuses_a_checkpoint_of_other_pairs(run, small_dataset, tmp_path):

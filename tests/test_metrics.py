@@ -20,7 +20,7 @@ from musicpairs.model.metrics import (
     velocity_histograms,
 )
 from musicpairs.model.rolls import generated_to_planes
-from musicpairs.roll import FRAME, ONSET
+from musicpairs.roll import FRAME, ONSET, planes_to_notes
 from musicpairs.shards import ShardMeta
 
 W = 32  # two bars of 4 beats at 4 steps per beat
@@ -202,3 +202,18 @@ def test_conversion_windows_cover_the_song_and_blend_to_the_same_value():
         total[s : s + 64] += 7 * w
         weight[s : s + 64] += w
     assert np.allclose(total[:1000] / weight[:1000], 7)
+
+
+def test_restrikes_are_onset_peaks_only():
+    velocity = np.zeros((2, 128, 12), np.float32)
+    velocity[FRAME, 60, :8] = 90
+    velocity[ONSET, 60, :8] = [100, 95, 95, 95, 40, 99, 98, 97]  # peaks at steps 0 and 5
+    notes = planes_to_notes(generated_to_planes(velocity, frame_threshold=50,
+                                                onset_threshold=50))
+    assert notes.start.tolist() == [0, 5] and notes.end.tolist() == [5, 8]
+    assert notes.velocity.tolist() == [100, 99]
+    # The threshold tuning counts the same onsets: the plateau is not three onsets.
+    real = torch.zeros(1, 2, 128, 12, dtype=torch.uint8)
+    real[0, ONSET, 60, [0, 5]] = 80
+    hist = velocity_histograms(torch.from_numpy(velocity)[None], real)
+    assert int(hist[0, ONSET, 1, 1:].sum()) == 2 and int(hist[0, ONSET, 0, 1:].sum()) == 0

@@ -23,6 +23,9 @@ import click
 @click.option("--samples", type=int, help="Score only the first N pairs of the split.")
 @click.option("--retrieval-pool", default=50_000, show_default=True,
               help="Train pairs the retrieval baseline searches.")
+@click.option("--tune", is_flag=True,
+              help="Tune the decoding thresholds on the valid split now instead of using "
+                   "those stored with each checkpoint.")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--examples", default=4, show_default=True,
@@ -31,8 +34,8 @@ import click
               help="Folder for metrics.json and examples.png [default: eval-<split> next "
                    "to the checkpoint].")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_pool, batch_size,
-             device, examples, out, as_json) -> None:
+def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_pool, tune,
+             batch_size, device, examples, out, as_json) -> None:
     """Score a generator against baselines on a split: frame P/R/F1 and Bay accuracy,
     onset F1, the MuseGAN metrics per channel, polyphony and note-length histograms."""
     from pathlib import Path
@@ -44,7 +47,7 @@ def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_poo
         b.strip() for b in baselines.split(",") if b.strip())
     out = out or Path(checkpoint).parent / f"eval-{split}"
     result = run(checkpoint, data, split=split, compare=compare, baselines=chosen,
-                 samples=samples, batch_size=batch_size, device=device,
+                 samples=samples, batch_size=batch_size, device=device, tune=tune,
                  retrieval_pool=retrieval_pool, examples=examples, out=out)
     click.echo(json.dumps(result) if as_json else format_report(result))
 

@@ -211,7 +211,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
              compare: tuple[str | os.PathLike, ...] = (),
              baselines: tuple[str, ...] = BASELINES, samples: int | None = None,
              batch_size: int = 16, device: str = "auto", retrieval_pool: int = 50_000,
-             tune_samples: int = 512, examples: int = 4,
+             tune: bool = False, tune_samples: int = 512, examples: int = 4,
              out: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score a checkpoint, ``compare`` checkpoints and baselines on a split.
 
@@ -223,7 +223,9 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
         baselines: Any of ``BASELINES``.
         samples: Score only the first N pairs of the split (file order); all by default.
         retrieval_pool: Train pairs the retrieval baseline searches.
-        tune_samples: Valid pairs to tune thresholds on, for a checkpoint without them.
+        tune: Tune every checkpoint's decoding thresholds on the valid split now, instead
+            of using those stored with it (a checkpoint without them is always tuned).
+        tune_samples: Valid pairs to tune thresholds on.
         examples: Pairs drawn in ``examples.png`` (with ``out``).
         out: Folder for ``metrics.json`` and ``examples.png``; nothing written if None.
 
@@ -256,10 +258,11 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
     names: set[str] = set()
     for model in models:
         check_fits(model.meta, meta, str(model.path), data)
-        tuned_now = model.decode is None
+        tuned_now = tune or model.decode is None
         if tuned_now:
-            log.warning("%s has no decoding thresholds: tuning them on the valid split now",
-                        model.path)
+            if model.decode is None:
+                log.warning("%s has no decoding thresholds: tuning them on the valid split "
+                            "now", model.path)
             model.tune(data, tune_samples, batch_size)
         name = _unique(_model_name(model.path), names)
         systems.append(_System(

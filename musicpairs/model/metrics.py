@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from musicpairs.model.rolls import onset_peaks
 from musicpairs.roll import FRAME, ONSET, planes_to_notes
 
 # --------------------------------------------------------------------------------------
@@ -62,7 +63,8 @@ def bay_accuracy(counts) -> float:
 
 def velocity_histograms(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """How often each generated velocity falls on a real (sounding / onset) cell and on a
-    silent one, per channel and plane.
+    silent one, per channel and plane. Generated onsets count at their peaks in time
+    only, as decoding reads them (elsewhere they count as 0).
 
     Args:
         generated: float velocities (B, 2 * channels, 128, W), 0-127.
@@ -74,7 +76,9 @@ def velocity_histograms(generated: torch.Tensor, real: torch.Tensor) -> torch.Te
         bins ``t..127`` are the cells it turns on.
     """
     b, planes = generated.shape[:2]
-    level = generated.detach().floor().clamp_(0, 127).long()
+    generated = generated.detach().clone()
+    generated[:, ONSET::2] = onset_peaks(generated[:, ONSET::2])  # as decoding reads them
+    level = generated.floor_().clamp_(0, 127).long()
     truth = (real > 0).long()
     plane = torch.arange(planes, device=level.device).view(1, planes, 1, 1)
     index = (plane * 2 + truth) * 128 + level

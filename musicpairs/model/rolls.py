@@ -33,6 +33,19 @@ def to_velocity(x: torch.Tensor) -> torch.Tensor:
     return (x.float() + 1).mul_(63.5).clamp_(0, 127)
 
 
+def onset_peaks(onset):
+    """The onset plane (numpy or torch, time last) where it peaks in time, else 0.
+
+    A generated onset counts only at a peak (higher than the step before, at least as
+    high as the step after): a plane that stays high over a note would otherwise cut it
+    into one-step notes.
+    """
+    peak = onset > 0
+    peak[..., 1:] &= onset[..., 1:] > onset[..., :-1]
+    peak[..., :-1] &= onset[..., :-1] >= onset[..., 1:]
+    return onset * peak
+
+
 def generated_to_planes(velocity: np.ndarray, *,
                         frame_threshold: float | Sequence[float] = FRAME_THRESHOLD,
                         onset_threshold: float | Sequence[float] = ONSET_THRESHOLD
@@ -40,10 +53,10 @@ def generated_to_planes(velocity: np.ndarray, *,
     """Valid planes from generated velocities.
 
     A step sounds where the frame plane reaches ``frame_threshold``. A note starts
-    where a sounding run starts, and inside a run where the onset plane reaches
-    ``onset_threshold`` (a restrike); it lasts while the frame sounds, up to the next
-    start. Its velocity is the onset plane's at its start when that reaches the
-    threshold, else the frame's (at least 1).
+    where a sounding run starts, and inside a run where the onset plane peaks (see
+    :func:`onset_peaks`) at ``onset_threshold`` or more (a restrike); it lasts while
+    the frame sounds, up to the next start. Its velocity is the onset plane's at its
+    start when that peaks at the threshold or more, else the frame's (at least 1).
 
     Args:
         velocity: float [2 * channels, 128, W] (onset, frame per channel), 0-127.
@@ -59,7 +72,7 @@ def generated_to_planes(velocity: np.ndarray, *,
     for c in range(channels):
         onset, frame = velocity[2 * c + ONSET], velocity[2 * c + FRAME]
         sounding = frame >= frame_at[c]
-        struck = sounding & (onset >= onset_at[c])
+        struck = sounding & (onset_peaks(onset) >= onset_at[c])
         planes = np.zeros((2, *frame.shape), np.uint8)
         level = np.clip(np.rint(np.where(struck, onset, frame)), 1, 127).astype(np.uint8)
         planes[ONSET] = np.where(struck, level, 0)
