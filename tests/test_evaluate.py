@@ -224,6 +224,9 @@ def test_convert_errors_are_one_line(run, song, tmp_path):
     line = one_line_error(invoke("convert", str(song), "--checkpoint", str(v2v), "-o", out,
                                  "--melody-track", "0"))
     assert "version2version" in line
+    line = one_line_error(invoke("convert", str(song), "--checkpoint", ckpt, "-o", out,
+                                 "--hop", "300"))
+    assert "hop 300 is not in 1..256" in line
     # Not a checkpoint at all.
     line = one_line_error(invoke("convert", str(song), "--checkpoint", str(song), "-o", out))
     assert "not a readable checkpoint" in line

@@ -20,15 +20,16 @@ import click
                    "L1-only ablation.")
 @click.option("--baselines", default="empty,copy,retrieval", show_default=True,
               help="Comma-separated baselines (empty, copy, retrieval), or 'none'.")
-@click.option("--samples", type=int, help="Score only the first N pairs of the split.")
-@click.option("--retrieval-pool", default=50_000, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1),
+              help="Score only the first N pairs of the split.")
+@click.option("--retrieval-pool", default=50_000, show_default=True, type=click.IntRange(min=1),
               help="Train pairs the retrieval baseline searches.")
 @click.option("--tune", is_flag=True,
               help="Tune the decoding thresholds on the valid split now instead of using "
                    "those stored with each checkpoint.")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--examples", default=4, show_default=True,
+@click.option("--examples", default=4, show_default=True, type=click.IntRange(min=0),
               help="Pairs drawn in examples.png.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for metrics.json and examples.png [default: eval-<split> next "
@@ -61,7 +62,8 @@ def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_poo
 @click.option("--melody-track", type=int,
               help="The melody's track index (as musicpairs inspect midi lists them); found "
                    "by role by default.")
-@click.option("--hop", type=int, help="Steps between window starts [default: half a window].")
+@click.option("--hop", type=click.IntRange(min=1),
+              help="Steps between window starts [default: half a window].")
 @click.option("--render", type=click.Path(dir_okay=False), help="Also draw the result as a PNG.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")

@@ -124,7 +124,10 @@ def convert(checkpoint: str | os.PathLike, midi_in: str | os.PathLike,
     if not np.count_nonzero(source[ONSET]):
         raise ConvertError(f"{label}: the source tracks have no notes on the grid")
     n_steps = roll.n_steps
-    hop = hop or max(1, width // 2)
+    hop = max(1, width // 2) if hop is None else hop
+    if not 1 <= hop <= width:
+        raise ConvertError(f"{label}: hop {hop} is not in 1..{width} (this checkpoint's "
+                           "window)")
     starts = window_starts(roll.downbeats, n_steps, width, hop)
 
     # Generate every window, then blend: sum(weight * velocity) / sum(weight) per step.
