@@ -181,7 +181,7 @@ def test_copy_baseline_and_retrieval_features():
                     ("version_b",))
     assert np.array_equal(copy_baseline(v2v, source), source)
     features = pitch_class_profiles(np.concatenate([source, planes((84, 0, 4), (17, 4, 8))]), 4)
-    assert features.shape == (2, 12 * 8)
+    assert features.shape == (2, 8 * 12)
     assert np.allclose(features[0], features[1])  # octaves apart: the same profile
     assert np.isclose(np.linalg.norm(features[0]), 1.0)
 

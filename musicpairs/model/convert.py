@@ -24,7 +24,7 @@ from musicpairs.config import RollSpec
 from musicpairs.errors import MusicpairsError
 from musicpairs.midi import Notes, Score, Track, read_midi, write_midi
 from musicpairs.model.evaluate import Generator
-from musicpairs.model.rolls import generated_to_planes
+from musicpairs.model.rolls import decode_generated
 from musicpairs.pairing import CHANNEL_PROGRAMS, merge_tracks
 from musicpairs.roles import assign_roles
 from musicpairs.roll import ONSET, midi_to_roll, planes_to_notes
@@ -145,8 +145,10 @@ def convert(checkpoint: str | os.PathLike, midi_in: str | os.PathLike,
             total[..., s : s + width] += v * w
             weight[s : s + width] += w
     velocity = total[..., :n_steps] / weight[:n_steps]
-    frame_at, onset_at = _thresholds(model)
-    planes = generated_to_planes(velocity, frame_threshold=frame_at, onset_threshold=onset_at)
+    if model.decode is None:
+        log.warning("%s has no decoding thresholds (no valid-split evaluation before it "
+                    "was saved): using the defaults", model.path)
+    planes = decode_generated(velocity, model.decode)
 
     tpq = score.ticks_per_quarter
     tracks = [score.tracks[i] for i in chosen]
@@ -171,15 +173,6 @@ def convert(checkpoint: str | os.PathLike, midi_in: str | os.PathLike,
         summary["render"] = str(render_conversion(meta, source, planes, Path(midi_in).name,
                                                   render))
     return summary
-
-
-def _thresholds(model: Generator):
-    from musicpairs.model.rolls import decode_thresholds
-
-    if model.decode is None:
-        log.warning("%s has no decoding thresholds (no valid-split evaluation before it "
-                    "was saved): using the defaults", model.path)
-    return decode_thresholds(model.decode, len(model.meta.target_channels))
 
 
 def _ticks(steps: np.ndarray, tpq: int, spb: int) -> np.ndarray:

@@ -34,8 +34,8 @@ import torch
 from musicpairs.errors import MusicpairsError
 from musicpairs.loader import PairStream
 from musicpairs.model.checkpoint import load_generator
-from musicpairs.model.metrics import ScoreSheet
-from musicpairs.model.rolls import decode_thresholds, generated_to_planes, to_model, to_velocity
+from musicpairs.model.metrics import ScoreSheet, bar_chroma
+from musicpairs.model.rolls import decode_generated, to_model, to_velocity
 from musicpairs.model.validate import Validator, valid_stream
 from musicpairs.roll import FRAME
 from musicpairs.shards import ShardMeta
@@ -80,18 +80,6 @@ class Generator:
         """uint8 sources (B, Cs, 128, W) -> float32 velocities (B, Ct, 128, W), 0-127."""
         return to_velocity(self.generator(self.to_device(source))).cpu().numpy()
 
-    def decode_batch(self, velocity: np.ndarray) -> np.ndarray:
-        """Generated velocities (B, Ct, 128, W) -> valid uint8 planes."""
-        frame_at, onset_at = decode_thresholds(self.decode, velocity.shape[1] // 2)
-        return np.stack([generated_to_planes(v, frame_threshold=frame_at,
-                                             onset_threshold=onset_at) for v in velocity])
-
-    def describe_thresholds(self) -> str:
-        channels = self.meta.target_channels
-        frame_at, onset_at = decode_thresholds(self.decode, len(channels))
-        return ", ".join(f"{c} frame >= {f:g}, onset >= {o:g}"
-                         for c, f, o in zip(channels, frame_at, onset_at, strict=True))
-
 
 @dataclass
 class _System:
@@ -99,7 +87,7 @@ class _System:
     kind: str  # model, baseline or reference
     description: str
     sheet: ScoreSheet
-    produce: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
+    produce: Callable[[np.ndarray, np.ndarray, int], np.ndarray]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,16 +122,9 @@ def copy_baseline(meta: ShardMeta, source: np.ndarray) -> np.ndarray:
 
 def pitch_class_profiles(source: np.ndarray, steps_per_beat: int) -> np.ndarray:
     """Retrieval features: sounding steps per pitch class and beat of all source channels,
-    L2-normalised. (B, Cs, 128, W) uint8 -> float32 (B, 12 * beats)."""
+    L2-normalised. (B, Cs, 128, W) uint8 -> float32 (B, beats * 12)."""
     frames = (source[:, FRAME::2] > 0).any(1)  # (B, 128, W)
-    b, _, width = frames.shape
-    beats = width // steps_per_beat
-    per_beat = frames[..., : beats * steps_per_beat].reshape(b, 128, beats, steps_per_beat)
-    per_beat = per_beat.sum(-1, dtype=np.float32)
-    profile = np.zeros((b, 12, beats), np.float32)
-    for pc in range(12):
-        profile[:, pc] = per_beat[:, pc::12].sum(1)
-    profile = profile.reshape(b, -1)
+    profile = bar_chroma(frames, steps_per_beat).reshape(len(source), -1).astype(np.float32)
     norm = np.linalg.norm(profile, axis=1, keepdims=True)
     return profile / np.where(norm > 0, norm, 1)
 
@@ -172,23 +153,23 @@ class Retrieval:
                 break
 
     def fit(self, queries: np.ndarray) -> None:
-        """Find the nearest pool source of each query (B, Cs, 128, W) uint8 source."""
+        """Find the nearest pool source of each query (rows of
+        :func:`pitch_class_profiles`)."""
         spb = self.meta.steps_per_beat
-        q = pitch_class_profiles(queries, spb)
-        best = np.full(len(q), -np.inf, np.float32)
-        nearest = np.zeros(len(q), np.int64)
+        best = np.full(len(queries), -np.inf, np.float32)
+        nearest = np.zeros(len(queries), np.int64)
+        rows = np.arange(len(queries))
         for offset, source, _ in self._pool():
-            sim = q @ pitch_class_profiles(source, spb).T  # (queries, batch)
+            sim = queries @ pitch_class_profiles(source, spb).T  # (queries, batch)
             k = sim.argmax(1)
-            better = sim[np.arange(len(q)), k] > best
+            better = sim[rows, k] > best
             best[better] = sim[better, k[better]]
             nearest[better] = offset + k[better]
             self.pool_size = offset + len(source)
-        wanted = set(nearest.tolist())
+        wanted = np.unique(nearest)
         for offset, _, target in self._pool():
-            for i in range(len(target)):
-                if offset + i in wanted:
-                    self.targets[offset + i] = target[i].numpy()
+            for i in np.flatnonzero(np.isin(offset + np.arange(len(target)), wanted)).tolist():
+                self.targets[offset + i] = target[i].numpy()
         self.nearest, self.similarity = nearest, best
 
     def __call__(self, first: int, count: int) -> np.ndarray:
@@ -196,11 +177,14 @@ class Retrieval:
         return np.stack([self.targets[int(k)] for k in self.nearest[first : first + count]])
 
 
-def _test_sources(stream: PairStream, samples: int) -> np.ndarray:
+def _source_profiles(stream: PairStream, samples: int) -> np.ndarray:
+    """Retrieval features of the first ``samples`` sources of a split (the sources
+    themselves are not kept)."""
     parts, seen = [], 0
     for batch in stream:
         n = min(len(batch["pair_id"]), samples - seen)
-        parts.append(batch["source"][:n].numpy())
+        parts.append(pitch_class_profiles(batch["source"][:n].numpy(),
+                                          stream.meta.steps_per_beat))
         seen += n
         if seen >= samples:
             break
@@ -267,14 +251,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
         name = _unique(_model_name(model.path), names)
         systems.append(_System(
             name, "model", f"{model.cfg.loss} ({model.path}, step {model.step})", sheet(),
-            lambda source, _, first, m=model: m.decode_batch(
-                m.velocities(torch.from_numpy(source))),
+            lambda source, _, first, m=model: decode_generated(
+                m.velocities(torch.from_numpy(source)), m.decode),
             {"checkpoint": str(model.path), "loss": model.cfg.loss, "step": model.step,
              "thresholds": model.decode, "thresholds_tuned_now": tuned_now}))
     retrieval = None
     if "retrieval" in baselines:
         retrieval = Retrieval(data, meta, retrieval_pool, batch_size)
-        retrieval.fit(_test_sources(stream, samples))
+        retrieval.fit(_source_profiles(stream, samples))
     for baseline in baselines:
         if baseline == "empty":
             systems.append(_System("empty", "baseline", "no notes", sheet(),

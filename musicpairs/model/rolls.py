@@ -83,12 +83,19 @@ def generated_to_planes(velocity: np.ndarray, *,
     return out.reshape(velocity.shape)
 
 
-def decode_thresholds(decode: dict[str, Any] | None, channels: int
-                      ) -> tuple[list[float], list[float]]:
-    """(frame, onset) thresholds per channel from a checkpoint's ``decode`` entry (tuned
-    on the valid split while training), or the defaults when it has none."""
+def decode_generated(velocity: np.ndarray, decode: dict[str, Any] | None) -> np.ndarray:
+    """Generated velocities -> valid uint8 planes, with a checkpoint's ``decode`` entry
+    (thresholds per channel tuned on the valid split while training), or the default
+    thresholds when it has none.
+
+    Args:
+        velocity: float [Ct, 128, W], or a batch [B, Ct, 128, W].
+    """
+    if velocity.ndim == 4:
+        return np.stack([decode_generated(v, decode) for v in velocity])
     if not decode:
-        return [FRAME_THRESHOLD] * channels, [ONSET_THRESHOLD] * channels
+        return generated_to_planes(velocity)
     per_channel = decode["channels"]
-    return ([float(c["frame_threshold"]) for c in per_channel],
-            [float(c["onset_threshold"]) for c in per_channel])
+    return generated_to_planes(
+        velocity, frame_threshold=[float(c["frame_threshold"]) for c in per_channel],
+        onset_threshold=[float(c["onset_threshold"]) for c in per_channel])

@@ -22,8 +22,7 @@ from musicpairs.model.metrics import (
 )
 from musicpairs.model.rolls import (
     FRAME_THRESHOLD,
-    decode_thresholds,
-    generated_to_planes,
+    decode_generated,
     to_model,
     to_velocity,
 )
@@ -112,7 +111,6 @@ class Validator:
         folder = self.folder / "samples" / f"step-{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         meta = self.meta
-        frame_at, onset_at = decode_thresholds(decode, len(meta.target_channels))
         # The PNG stacks source, generated and real target as one "pair" whose target
         # channels are the generated ones and then the real ones.
         shown = dataclasses.replace(
@@ -120,8 +118,7 @@ class Validator:
             + tuple(f"{c} (real)" for c in meta.target_channels),
             target_shape=(2 * meta.target_shape[0], *meta.target_shape[1:]))
         for row, velocity in examples:
-            generated = generated_to_planes(velocity, frame_threshold=frame_at,
-                                            onset_threshold=onset_at)
+            generated = decode_generated(velocity, decode)
             name = re.sub(r"[^A-Za-z0-9._-]", "_", row["pair_id"])
             render_pair(shown, {**row, "target": np.concatenate([generated, row["target"]])},
                         folder / f"{name}.png")
