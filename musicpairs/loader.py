@@ -6,7 +6,8 @@ is cut into one contiguous run per rank (equal lengths: the remainder is padded 
 repeating the first samples of the order, or dropped), each rank's run into one
 contiguous run per DataLoader worker, and each worker's run is shuffled within blocks of
 ``shuffle_buffer`` samples (drawn from seed, epoch, rank and worker). A worker therefore
-reads only the row groups its run touches, and holds at most one block of them.
+reads only the row groups its run touches, and holds at most one block of them, still
+compressed: each roll is decompressed once, straight into the tensor it is yielded in.
 
 Resuming: :class:`PairLoader` (a DataLoader wrapper) counts, per worker, the samples it
 has handed out; its ``state_dict()`` is that count with the epoch and the settings, and a
@@ -30,7 +31,13 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from musicpairs.errors import MusicpairsError
-from musicpairs.shards import ShardMeta, ShardReader, decode_rolls, read_roll_column
+from musicpairs.shards import (
+    DecodedRolls,
+    ShardMeta,
+    ShardReader,
+    decode_rolls,
+    read_roll_chunk,
+)
 
 REMAINDERS = ("pad", "drop")
 OPEN_SHARDS = 64  # per worker; each holds a file handle and its parsed footer
@@ -82,12 +89,12 @@ class PairStream(IterableDataset):
         remainder: When the split does not divide evenly among ranks: ``"pad"`` repeats
             the first samples of the epoch's order so every rank gets
             ceil(N / world_size); ``"drop"`` leaves the last N mod world_size out.
-        shuffle_buffer: Samples per shuffle block (memory: that many decoded pairs).
+        shuffle_buffer: Samples per shuffle block (memory: that many compressed pairs).
         batch_size: Yield batches instead of samples: the same samples in the same order,
             ``batch_size`` at a time (the last of each worker may be smaller), as dicts
             of stacked tensors [B, C, 128, W] and a list of pair ids. Use it with
-            ``DataLoader(batch_size=None)`` (:class:`PairLoader` does): rows are gathered
-            from the decoded row groups in one copy each, with no per-sample work.
+            ``DataLoader(batch_size=None)`` (:class:`PairLoader` does): rolls are
+            decompressed straight into the batch, with no per-sample collation.
         storage_options: Passed to fsspec for URLs.
     """
 
@@ -217,7 +224,7 @@ class PairStream(IterableDataset):
         row_of = (order - self._group_start[group_of]).tolist()
         group_of = group_of.tolist()
         opened: dict[str, Any] = {}
-        cache: OrderedDict[int, tuple] = OrderedDict()  # row group -> decoded columns
+        cache: OrderedDict[int, tuple] = OrderedDict()  # row group -> ids, compressed rolls
         keep = self.shuffle_buffer // max(int(self._groups[:, 2].max()), 1) + 2
         step = self.batch_size or 1
         try:
@@ -240,9 +247,10 @@ class PairStream(IterableDataset):
                             sample["source"][i], sample["target"][i] = one["source"], \
                                 one["target"]
                 else:
-                    pair_ids, _, _, source, target = cache[group_of[first]]
+                    pair_ids, source, target = cache[group_of[first]]
                     row = row_of[first]
-                    sample = {"source": source[row], "target": target[row],
+                    sample = {"source": self._roll(source, row, self.meta.source_shape),
+                              "target": self._roll(target, row, self.meta.target_shape),
                               "pair_id": pair_ids[row]}
                     if self.transpose:
                         self._transpose(sample, shifts[first])
@@ -262,7 +270,7 @@ class PairStream(IterableDataset):
             self._skip, self._consumed = {}, {}
 
     def _batch(self, cache, groups: list[int], rows: list[int]) -> dict[str, Any]:
-        """Rows gathered into one batch: each roll copied once, into the batch's memory."""
+        """Rows decompressed straight into one batch: each roll written once."""
         n = len(rows)
         shared = get_worker_info() is not None
         source_t = _empty((n, *self.meta.source_shape), shared)
@@ -270,15 +278,22 @@ class PairStream(IterableDataset):
         source, target = source_t.numpy(), target_t.numpy()
         pair_ids = []
         for i, (g, r) in enumerate(zip(groups, rows, strict=True)):
-            ids, src, tgt = cache[g][:3]
-            source[i] = src[r]  # one copy of each roll, straight into the batch
-            target[i] = tgt[r]
+            ids, src, tgt = cache[g]
+            src.read_into(r, source[i])
+            tgt.read_into(r, target[i])
             pair_ids.append(ids[r])
         return {"source": source_t, "target": target_t, "pair_id": pair_ids}
 
+    @staticmethod
+    def _roll(rolls, row: int, shape: tuple[int, ...]) -> torch.Tensor:
+        out = torch.empty(shape, dtype=torch.uint8)
+        rolls.read_into(row, out.numpy())
+        return out
+
     def _read_group(self, g: int, opened: dict[str, Any]) -> tuple:
-        """(pair ids, source, target) of row group g (shards stay open, a few at a time:
-        a shuffled order moves between shards at every row group)."""
+        """(pair ids, source rolls, target rolls) of row group g, the rolls still
+        compressed (shards stay open, a few at a time: a shuffled order moves between
+        shards at every row group)."""
         path, group = self.shards[int(self._groups[g, 0])], int(self._groups[g, 1])
         if path not in opened:
             if len(opened) >= OPEN_SHARDS:
@@ -289,7 +304,7 @@ class PairStream(IterableDataset):
             opened[path] = (handle, ShardReader(handle))
         handle, reader = opened[path]
         meta = reader.file.metadata
-        rolls = [read_roll_column(handle, meta, group, name, shape)
+        rolls = [read_roll_chunk(handle, meta, group, name, shape, path)
                  for name, shape in (("source", self.meta.source_shape),
                                      ("target", self.meta.target_shape))]
         columns = ["pair_id"] + [c for c, r in zip(("source", "target"), rolls, strict=True)
@@ -297,10 +312,9 @@ class PairStream(IterableDataset):
         table = reader.read_row_group(group, columns=columns)
         for i, name in enumerate(("source", "target")):  # not laid out for the fast path
             if rolls[i] is None:
-                rolls[i] = decode_rolls(table.column(name), getattr(self.meta,
-                                                                     f"{name}_shape"))
-        return (table.column("pair_id").to_pylist(), rolls[0], rolls[1], _tensor(rolls[0]),
-                _tensor(rolls[1]))
+                rolls[i] = DecodedRolls(decode_rolls(table.column(name),
+                                                     getattr(self.meta, f"{name}_shape")))
+        return table.column("pair_id").to_pylist(), rolls[0], rolls[1]
 
     def _shifts(self, worker: int, num_workers: int, n: int) -> np.ndarray:
         """Uniform draws in [0, 1) per position, mapped to a shift once the sample's
@@ -354,17 +368,6 @@ class PairStream(IterableDataset):
         self.epoch = int(state["epoch"])
         self._skip = {int(k): int(v) for k, v in state["consumed"].items()}
         self._consumed = dict(self._skip)
-
-
-def _tensor(rolls: np.ndarray) -> torch.Tensor:
-    """uint8 rolls read from Arrow (read-only memory) as a tensor sharing that memory.
-
-    Nothing writes to it: collation copies, and transposition makes a new tensor.
-    """
-    if not len(rolls):
-        return torch.zeros(rolls.shape, dtype=torch.uint8)
-    flat = torch.frombuffer(rolls.reshape(-1).data, dtype=torch.uint8)
-    return flat.view(rolls.shape)
 
 
 def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:

@@ -11,6 +11,7 @@ schema metadata key ``musicpairs`` holds JSON: ``schema_version``, ``task``,
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cramjam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,9 +34,9 @@ SPLITS = ("train", "valid", "test")
 ROW_GROUP_ROWS = 128  # ~16 MiB of rolls at [2, 128, 256] + [2, 128, 256]
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3
-# Rolls are LZ4 (Parquet LZ4_RAW): on sparse rolls it decompresses ~6x faster than zstd
-# (which bounds the loader) and compresses faster, for 3-5x the bytes (a POP909 pair:
-# ~2.3 KB against ~0.5 KB). The other columns are zstd.
+# Rolls are LZ4 (Parquet LZ4_RAW), one block per roll: on sparse rolls it decompresses
+# ~5x faster than zstd (which bounds the loader) and compresses faster, for ~5x the bytes
+# (a POP909 pair: ~3.0 KB against ~0.6 KB). The other columns are zstd.
 ROLL_COMPRESSION = "lz4"
 # Dictionary-encoded: the repetitive string columns (not pair_id, not the rolls).
 _DICTIONARY_COLUMNS = ["song_id", "split", "source_file", "target_file"]
@@ -135,17 +137,21 @@ class ShardWriter:
         self.rows = 0
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One data page per column chunk (a row group of rolls is ~8 MiB): fewer, larger
-        # zstd frames write faster, and readers decode whole row groups anyway. Rolls are
-        # never dictionary-encoded: every row is distinct, and trying costs a hash of
-        # every roll plus a discarded dictionary page (~15 % of a build).
+        # One data page per roll (pages close once they hold a roll's bytes, checked
+        # after every row), so a reader can decompress any roll on its own, straight
+        # into a batch; the small columns stay one page per row group. LZ4 blocks of
+        # one roll also compress faster than blocks of a whole row group (in cache).
+        # Rolls are never dictionary-encoded: every row is distinct, and trying costs a
+        # hash of every roll plus a discarded dictionary page (~15 % of a build).
         compression = {name: COMPRESSION for name in self.schema.names}
         compression.update(source=ROLL_COMPRESSION, target=ROLL_COMPRESSION)
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=compression,
                                         compression_level={n: COMPRESSION_LEVEL for n in
                                                            self.schema.names if
                                                            compression[n] == "zstd"},
-                                        data_page_size=8 << 20,
+                                        data_page_size=min(meta.source_bytes,
+                                                           meta.target_bytes),
+                                        write_batch_size=1,
                                         use_dictionary=_DICTIONARY_COLUMNS,
                                         write_statistics=["pair_id", "song_id", "split"])
         # One row group of rolls: each pair is copied once, into memory that is already
@@ -348,14 +354,37 @@ def write_rejects(path: Path, rejects: Iterable[dict[str, str]]) -> int:
 # --------------------------------------------------------------------------------------
 # Rolls straight from their pages
 #
-# A roll column written by ShardWriter is required (no levels), PLAIN (no dictionary):
-# each data page, decompressed, is the C-order bytes of its rows, back to back. Reading
-# the pages here and decompressing each one into the result skips Arrow's copy of every
-# value into a FixedSizeBinaryArray (half the cost of reading a row group). Any other
-# layout (a file written by another tool) is read through Arrow instead.
+# A roll column written by ShardWriter is required (no levels), PLAIN (no dictionary),
+# one row per data page: each page, decompressed, is the C-order bytes of one roll. A
+# reader keeps a row group's pages compressed and decompresses each roll straight into
+# the memory it is wanted in (a batch being filled), the one copy there is. Pages of
+# several rows (files written by other tools or older musicpairs) are decompressed once
+# into a scratch buffer and copied from there; any other layout is read through Arrow.
 
-_FAST_CODECS = {"LZ4_RAW": "lz4_raw", "LZ4": "lz4_raw", "ZSTD": "zstd", "UNCOMPRESSED": None}
 _DATA_PAGE, _PLAIN = 0, 0
+
+
+def _lz4_into(body, out) -> int:
+    return cramjam.lz4.decompress_block_into(body, out)
+
+
+def _zstd_into(body, out) -> int:
+    return cramjam.zstd.decompress_into(body, out)
+
+
+def _snappy_into(body, out) -> int:
+    return cramjam.snappy.decompress_raw_into(body, out)
+
+
+def _copy_into(body, out) -> int:
+    out[: len(body)] = np.frombuffer(body, np.uint8)
+    return len(body)
+
+
+# pyarrow names Parquet's LZ4_RAW "LZ4"; Hadoop-framed LZ4 pages are told apart by their
+# frame header (read_roll_chunk) and left to Arrow.
+_FAST_CODECS = {"LZ4": _lz4_into, "LZ4_RAW": _lz4_into, "ZSTD": _zstd_into,
+                "SNAPPY": _snappy_into, "UNCOMPRESSED": _copy_into}
 
 
 class _Compact:
@@ -378,8 +407,9 @@ class _Compact:
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
 
-    def struct(self) -> dict[int, Any]:
-        """A struct's fields: ints and nested structs by field id; others skipped."""
+    def struct(self, spans: dict[int, tuple[int, int]] | None = None) -> dict[int, Any]:
+        """A struct's fields: ints and nested structs by field id; others skipped.
+        ``spans`` gets where each field's value lies in the data."""
         fields: dict[int, Any] = {}
         last = 0
         while True:
@@ -390,7 +420,10 @@ class _Compact:
                 return fields
             delta = head >> 4
             last = last + delta if delta else self.zigzag()
+            start = self.pos
             fields[last] = self.value(kind)
+            if spans is not None:
+                spans[last] = (start, self.pos)
 
     def value(self, kind: int) -> Any:
         if kind in (1, 2):
@@ -419,49 +452,146 @@ class _Compact:
         raise ValueError(f"thrift type {kind} in a page header")
 
 
-def read_roll_column(file, metadata, row_group: int, column: str,
-                     shape: tuple[int, ...]) -> np.ndarray | None:
-    """A roll column of one row group as uint8 [rows, *shape], read from its pages.
+def _zigzag(data: bytes, pos: int) -> tuple[int, int]:
+    """A compact-protocol zigzag varint at pos: (value, position after it)."""
+    out = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        out |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (out >> 1) ^ -(out & 1), pos
+        shift += 7
+
+
+class RollChunk:
+    """The rolls of one row group's roll column, kept compressed as read from its pages.
+
+    ``read_into(row, out)`` decompresses one roll into ``out`` (a C-contiguous uint8
+    array of the roll's shape, e.g. a slot of a batch); ``to_numpy()`` decodes them all.
+    """
+
+    def __init__(self, raw: memoryview, pages: np.ndarray, decompress, shape: tuple[int, ...],
+                 where: str):
+        self._raw, self._decompress, self.shape, self._where = raw, decompress, shape, where
+        self._width = int(np.prod(shape))
+        # Per page: body offset in raw, body length, first row, rows.
+        self._offset, self._packed, self._first, self._rows = (pages[:, i].tolist()
+                                                                for i in range(4))
+        self._single = all(r == 1 for r in self._rows)
+        self._scratch: tuple[int, np.ndarray] | None = None  # the last multi-row page
+
+    def __len__(self) -> int:
+        return self._first[-1] + self._rows[-1]
+
+    def read_into(self, row: int, out: np.ndarray) -> None:
+        flat = out.reshape(-1)
+        if self._single:
+            self._page_into(row, flat)
+            return
+        page = bisect.bisect_right(self._first, row) - 1
+        if self._scratch is None or self._scratch[0] != page:
+            scratch = np.empty(self._rows[page] * self._width, np.uint8)
+            self._page_into(page, scratch)
+            self._scratch = (page, scratch)
+        at = (row - self._first[page]) * self._width
+        flat[:] = self._scratch[1][at : at + self._width]
+
+    def to_numpy(self) -> np.ndarray:
+        out = np.empty((len(self), *self.shape), np.uint8)
+        flat = out.reshape(-1)
+        for page, first in enumerate(self._first):
+            at = first * self._width
+            self._page_into(page, flat[at : at + self._rows[page] * self._width])
+        return out
+
+    def _page_into(self, page: int, out: np.ndarray) -> None:
+        body = self._raw[self._offset[page] : self._offset[page] + self._packed[page]]
+        try:
+            written = self._decompress(body, out)
+        except (cramjam.DecompressionError, ValueError) as e:
+            raise ShardError(f"{self._where}: page {page} does not decompress ({e})") from e
+        if written != len(out):
+            raise ShardError(f"{self._where}: page {page} holds {written} bytes, not "
+                             f"{len(out)}")
+
+
+class DecodedRolls:
+    """Rolls already decoded (read through Arrow), behind RollChunk's interface."""
+
+    def __init__(self, rolls: np.ndarray):
+        self.rolls = rolls
+
+    def __len__(self) -> int:
+        return len(self.rolls)
+
+    def read_into(self, row: int, out: np.ndarray) -> None:
+        out[...] = self.rolls[row]
+
+    def to_numpy(self) -> np.ndarray:
+        return self.rolls
+
+
+def read_roll_chunk(file, metadata, row_group: int, column: str,
+                    shape: tuple[int, ...], where: str = "") -> RollChunk | None:
+    """A roll column of one row group, its pages read but not yet decompressed.
 
     Args:
         file: The open shard (binary, seekable).
         metadata: Its ``pq.FileMetaData``.
+        where: Names the file in errors.
 
     Returns:
-        The rolls, or None when the column is not laid out as ShardWriter writes it
-        (the caller then reads it through Arrow).
+        The chunk, or None when the column is not laid out as ShardWriter writes it (the
+        caller then reads it through Arrow).
     """
     rg = metadata.row_group(row_group)
     index = metadata.schema.names.index(column)
     chunk = rg.column(index)
-    codec_name = str(chunk.compression).upper()
-    if codec_name not in _FAST_CODECS or chunk.has_dictionary_page or \
+    decompress = _FAST_CODECS.get(str(chunk.compression).upper())
+    if decompress is None or chunk.has_dictionary_page or \
             metadata.schema.column(index).max_definition_level != 0:
         return None
     width = int(np.prod(shape))
     n = rg.num_rows
     file.seek(chunk.data_page_offset)
-    raw = memoryview(file.read(chunk.total_compressed_size))
-    codec = _FAST_CODECS[codec_name] and pa.Codec(_FAST_CODECS[codec_name])
+    raw = file.read(chunk.total_compressed_size)
+    # A roll column's page headers differ only in their compressed size: once one is
+    # parsed, the next ones are matched against its bytes before and after that field.
+    template: tuple[bytes, bytes, int] | None = None  # before, after, rows per page
     pages = []
-    filled = pos = 0
+    rows = pos = 0
     try:
-        while filled < n * width:
-            reader = _Compact(raw, pos)
-            header = reader.struct()
+        while rows < n:
+            if template and raw.startswith(template[0], pos):
+                packed, at = _zigzag(raw, pos + len(template[0]))
+                if raw.startswith(template[1], at):
+                    body = at + len(template[1])
+                    if body + packed > len(raw) or rows + template[2] > n:
+                        return None
+                    pages.append((body, packed, rows, template[2]))
+                    rows += template[2]
+                    pos = body + packed
+                    continue
+            reader, spans = _Compact(raw, pos), {}
+            header = reader.struct(spans)
             page_type, size, packed = header.get(1), header.get(2), header.get(3)
             data_header = header.get(5) or {}
             if page_type != _DATA_PAGE or data_header.get(2, _PLAIN) != _PLAIN or \
-                    filled + size > n * width:
+                    not size or size % width or data_header.get(1) != size // width or \
+                    rows + size // width > n or reader.pos + packed > len(raw):
                 return None
-            body = raw[reader.pos : reader.pos + packed]
-            # Decompressed straight into a new buffer, which the result then wraps.
-            pages.append(np.frombuffer(body if codec is None else
-                                       codec.decompress(body, decompressed_size=size),
-                                       np.uint8))
-            filled += size
+            if decompress is _lz4_into and packed >= 8 and \
+                    int.from_bytes(raw[reader.pos : reader.pos + 4], "big") == size and \
+                    int.from_bytes(raw[reader.pos + 4 : reader.pos + 8], "big") == packed - 8:
+                return None  # a Hadoop LZ4 frame
+            start, end = spans[3]
+            template = (raw[pos:start], raw[end : reader.pos], size // width)
+            pages.append((reader.pos, packed, rows, size // width))
+            rows += size // width
             pos = reader.pos + packed
-    except (IndexError, ValueError, pa.ArrowException):
+    except (IndexError, ValueError):
         return None
-    flat = pages[0] if len(pages) == 1 else np.concatenate(pages)
-    return flat.reshape(n, *shape)
+    return RollChunk(memoryview(raw), np.array(pages, np.int64).reshape(-1, 4), decompress,
+                     tuple(shape),
+                     f"{where or 'shard'}: row group {row_group}, column {column}")
