@@ -59,11 +59,14 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore what ``rng_state()`` saved, from a checkpoint loaded onto any device (the
+    generators take their states as CPU tensors)."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss,  # noqa: NPY002
+                         cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 
