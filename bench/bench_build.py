@@ -4,9 +4,10 @@
 
 Side by side, in one run:
 
-* musicpairs: ``build`` (symusic, Dask) on 1 worker and on 2 workers; the clusters are
-  started before the clock starts, the clock covers crawl, parse, pair, shard writing and
-  the manifest.
+* musicpairs: ``build`` (symusic, Dask) on 1 worker and on 2 workers, with the build's
+  default partitions (``--songs-per-shard``, 64 songs: one Dask task each); the clusters
+  are started before the clock starts, the clock covers crawl, parse, pair, shard writing
+  and the manifest.
 * reference: what LPD-style scripts do, one process on one core: pretty_midi parse, the
   beat grid from ``get_beats``, ``get_piano_roll`` per instrument sampled on it, the melody
   by track name, onsets from frame starts, the same windows (256 steps on downbeats, hop
@@ -120,11 +121,16 @@ def main():
     ap.add_argument("--songs", type=int, default=909, help="songs for musicpairs")
     ap.add_argument("--reference-songs", type=int, default=100,
                     help="songs for the (slow) reference; its rate is per file")
-    ap.add_argument("--songs-per-shard", type=int, default=16)
+    ap.add_argument("--songs-per-shard", type=int, default=None,
+                    help="songs per partition (default: the build's own default)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="rounds, each a slice of the reference and both builds (times add up)")
     args = ap.parse_args()
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    if args.songs_per_shard is None:
+        from musicpairs.build import BuildConfig
+
+        args.songs_per_shard = BuildConfig.songs_per_shard
 
     from musicpairs.datasets.pop909 import Pop909Corpus
 
@@ -166,7 +172,8 @@ def main():
     rate = {k: r["files"] / r["seconds"] / r["cores"] for k, r in results.items()}
     ref = next(iter(rate.values()))
     one, two = (results["musicpairs build, 1 worker"], results["musicpairs build, 2 workers"])
-    print(f"POP909 melody2accomp (songs with their versions), {os.cpu_count()} cores")
+    print(f"POP909 melody2accomp (songs with their versions), {os.cpu_count()} cores, "
+          f"{args.songs_per_shard} songs per partition")
     print()
     print("| pipeline | files | pairs | seconds | files/s/core | vs reference | bytes/pair |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -419,7 +419,8 @@ def _wait_one(pending: set) -> int:
     finished = wait(pending, return_when="FIRST_COMPLETED").done
     for future in finished:
         pending.discard(future)
-        future.result()
+        if future.status != "finished":  # the record is on disk: fetch only errors
+            future.result()
     return len(finished)
 
 
