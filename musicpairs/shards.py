@@ -364,27 +364,21 @@ def write_rejects(path: Path, rejects: Iterable[dict[str, str]]) -> int:
 _DATA_PAGE, _PLAIN = 0, 0
 
 
-def _lz4_into(body, out) -> int:
-    return cramjam.lz4.decompress_block_into(body, out)
-
-
-def _zstd_into(body, out) -> int:
-    return cramjam.zstd.decompress_into(body, out)
-
-
-def _snappy_into(body, out) -> int:
-    return cramjam.snappy.decompress_raw_into(body, out)
-
-
-def _copy_into(body, out) -> int:
-    out[: len(body)] = np.frombuffer(body, np.uint8)
+def _copy_into(body, out: np.ndarray) -> int:
+    flat = out.reshape(-1)
+    if len(body) == flat.size:
+        flat[:] = np.frombuffer(body, np.uint8)
     return len(body)
 
 
+# Each writes a page's decompressed bytes into a C-contiguous array and returns how many.
 # pyarrow names Parquet's LZ4_RAW "LZ4"; Hadoop-framed LZ4 pages are told apart by their
 # frame header (read_roll_chunk) and left to Arrow.
-_FAST_CODECS = {"LZ4": _lz4_into, "LZ4_RAW": _lz4_into, "ZSTD": _zstd_into,
-                "SNAPPY": _snappy_into, "UNCOMPRESSED": _copy_into}
+_LZ4_INTO = cramjam.lz4.decompress_block_into
+_FAST_CODECS = {"LZ4": _LZ4_INTO, "LZ4_RAW": _LZ4_INTO,
+                "ZSTD": cramjam.zstd.decompress_into,
+                "SNAPPY": cramjam.snappy.decompress_raw_into, "UNCOMPRESSED": _copy_into}
+_DECOMPRESS_ERRORS = (cramjam.DecompressionError, ValueError)
 
 
 class _Compact:
@@ -452,18 +446,6 @@ class _Compact:
         raise ValueError(f"thrift type {kind} in a page header")
 
 
-def _zigzag(data: bytes, pos: int) -> tuple[int, int]:
-    """A compact-protocol zigzag varint at pos: (value, position after it)."""
-    out = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        out |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (out >> 1) ^ -(out & 1), pos
-        shift += 7
-
-
 class RollChunk:
     """The rolls of one row group's roll column, kept compressed as read from its pages.
 
@@ -471,23 +453,27 @@ class RollChunk:
     array of the roll's shape, e.g. a slot of a batch); ``to_numpy()`` decodes them all.
     """
 
-    def __init__(self, raw: memoryview, pages: np.ndarray, decompress, shape: tuple[int, ...],
-                 where: str):
+    def __init__(self, raw: memoryview, pages: list[list[int]], decompress,
+                 shape: tuple[int, ...], where: str):
         self._raw, self._decompress, self.shape, self._where = raw, decompress, shape, where
         self._width = int(np.prod(shape))
         # Per page: body offset in raw, body length, first row, rows.
-        self._offset, self._packed, self._first, self._rows = (pages[:, i].tolist()
-                                                                for i in range(4))
-        self._single = all(r == 1 for r in self._rows)
+        self._offset, self._packed, self._first, self._rows = pages
+        self._single = len(self._rows) == self._first[-1] + self._rows[-1]
         self._scratch: tuple[int, np.ndarray] | None = None  # the last multi-row page
 
     def __len__(self) -> int:
         return self._first[-1] + self._rows[-1]
 
     def read_into(self, row: int, out: np.ndarray) -> None:
-        flat = out.reshape(-1)
-        if self._single:
-            self._page_into(row, flat)
+        if self._single:  # the page is the row: the hot path, kept flat
+            start = self._offset[row]
+            try:
+                written = self._decompress(self._raw[start : start + self._packed[row]], out)
+            except _DECOMPRESS_ERRORS as e:
+                raise self._error(row, f"does not decompress ({e})") from e
+            if written != self._width:
+                raise self._error(row, f"holds {written} bytes, not {self._width}")
             return
         page = bisect.bisect_right(self._first, row) - 1
         if self._scratch is None or self._scratch[0] != page:
@@ -495,7 +481,7 @@ class RollChunk:
             self._page_into(page, scratch)
             self._scratch = (page, scratch)
         at = (row - self._first[page]) * self._width
-        flat[:] = self._scratch[1][at : at + self._width]
+        out.reshape(-1)[:] = self._scratch[1][at : at + self._width]
 
     def to_numpy(self) -> np.ndarray:
         out = np.empty((len(self), *self.shape), np.uint8)
@@ -509,11 +495,13 @@ class RollChunk:
         body = self._raw[self._offset[page] : self._offset[page] + self._packed[page]]
         try:
             written = self._decompress(body, out)
-        except (cramjam.DecompressionError, ValueError) as e:
-            raise ShardError(f"{self._where}: page {page} does not decompress ({e})") from e
-        if written != len(out):
-            raise ShardError(f"{self._where}: page {page} holds {written} bytes, not "
-                             f"{len(out)}")
+        except _DECOMPRESS_ERRORS as e:
+            raise self._error(page, f"does not decompress ({e})") from e
+        if written != out.size:
+            raise self._error(page, f"holds {written} bytes, not {out.size}")
+
+    def _error(self, page: int, reason: str) -> ShardError:
+        return ShardError(f"{self._where}: page {page} {reason}")
 
 
 class DecodedRolls:
@@ -556,23 +544,10 @@ def read_roll_chunk(file, metadata, row_group: int, column: str,
     n = rg.num_rows
     file.seek(chunk.data_page_offset)
     raw = file.read(chunk.total_compressed_size)
-    # A roll column's page headers differ only in their compressed size: once one is
-    # parsed, the next ones are matched against its bytes before and after that field.
-    template: tuple[bytes, bytes, int] | None = None  # before, after, rows per page
-    pages = []
+    pages: list[list[int]] = [[], [], [], []]  # body offsets, body lengths, first rows, rows
     rows = pos = 0
     try:
         while rows < n:
-            if template and raw.startswith(template[0], pos):
-                packed, at = _zigzag(raw, pos + len(template[0]))
-                if raw.startswith(template[1], at):
-                    body = at + len(template[1])
-                    if body + packed > len(raw) or rows + template[2] > n:
-                        return None
-                    pages.append((body, packed, rows, template[2]))
-                    rows += template[2]
-                    pos = body + packed
-                    continue
             reader, spans = _Compact(raw, pos), {}
             header = reader.struct(spans)
             page_type, size, packed = header.get(1), header.get(2), header.get(3)
@@ -581,17 +556,49 @@ def read_roll_chunk(file, metadata, row_group: int, column: str,
                     not size or size % width or data_header.get(1) != size // width or \
                     rows + size // width > n or reader.pos + packed > len(raw):
                 return None
-            if decompress is _lz4_into and packed >= 8 and \
+            if decompress is _LZ4_INTO and packed >= 8 and \
                     int.from_bytes(raw[reader.pos : reader.pos + 4], "big") == size and \
                     int.from_bytes(raw[reader.pos + 4 : reader.pos + 8], "big") == packed - 8:
                 return None  # a Hadoop LZ4 frame
+            for column_list, value in zip(pages, (reader.pos, packed, rows, size // width),
+                                          strict=True):
+                column_list.append(value)
             start, end = spans[3]
-            template = (raw[pos:start], raw[end : reader.pos], size // width)
-            pages.append((reader.pos, packed, rows, size // width))
-            rows += size // width
-            pos = reader.pos + packed
+            pos, rows = _like_pages(raw, reader.pos + packed, rows + size // width, n,
+                                    size // width, raw[pos:start], raw[end : reader.pos], pages)
     except (IndexError, ValueError):
         return None
-    return RollChunk(memoryview(raw), np.array(pages, np.int64).reshape(-1, 4), decompress,
-                     tuple(shape),
+    return RollChunk(memoryview(raw), pages, decompress, tuple(shape),
                      f"{where or 'shard'}: row group {row_group}, column {column}")
+
+
+def _like_pages(raw: bytes, pos: int, rows: int, n: int, per: int, before: bytes,
+                after: bytes, pages: list[list[int]]) -> tuple[int, int]:
+    """Pages whose headers are the bytes of the one just parsed but for the compressed
+    size (a roll column's are): read in a tight loop, to the first page that differs.
+    Returns where that page starts and the rows read so far."""
+    offsets, lengths, firsts, counts = (x.append for x in pages)
+    starts, skip_before, skip_after, size = raw.startswith, len(before), len(after), len(raw)
+    while rows < n and starts(before, pos):
+        at = pos + skip_before
+        packed = shift = 0
+        while True:  # the zigzag varint of the compressed size
+            b = raw[at]
+            at += 1
+            packed |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        if not starts(after, at):
+            break
+        packed = (packed >> 1) ^ -(packed & 1)
+        body = at + skip_after
+        if body + packed > size or rows + per > n:
+            raise ValueError("a page runs past its column chunk")
+        offsets(body)
+        lengths(packed)
+        firsts(rows)
+        counts(per)
+        rows += per
+        pos = body + packed
+    return pos, rows
