@@ -31,13 +31,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from musicpairs.errors import MusicpairsError
-from musicpairs.shards import (
-    DecodedRolls,
-    ShardMeta,
-    ShardReader,
-    decode_rolls,
-    read_roll_chunk,
-)
+from musicpairs.pages import DecodedRolls, read_roll_chunk
+from musicpairs.shards import ShardMeta, ShardReader, decode_rolls
 
 REMAINDERS = ("pad", "drop")
 OPEN_SHARDS = 64  # per worker; each holds a file handle and its parsed footer

@@ -174,7 +174,8 @@ def test_no_such_split_or_dataset(small_dataset, tmp_path):
 def test_each_roll_is_its_own_page_and_reads_as_arrow_does(small_dataset):
     import pyarrow.parquet as pq
 
-    from musicpairs.shards import ShardReader, decode_rolls, read_roll_chunk
+    from musicpairs.pages import read_roll_chunk
+    from musicpairs.shards import ShardReader, decode_rolls
 
     shard = sorted(Path(small_dataset).glob("train/*.parquet"))[0]
     reader = ShardReader(shard)
@@ -225,7 +226,8 @@ def test_a_corrupt_page_is_an_error_naming_the_shard(small_dataset, tmp_path):
 
     import pyarrow.parquet as pq
 
-    from musicpairs.shards import ShardError, _Compact
+    from musicpairs.pages import _Compact
+    from musicpairs.shards import ShardError
 
     copy = tmp_path / "copy"
     shutil.copytree(small_dataset, copy)
