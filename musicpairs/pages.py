@@ -195,7 +195,7 @@ def read_roll_chunk(file, metadata, row_group: int, column: str,
     index = metadata.schema.names.index(column)
     chunk = rg.column(index)
     decompress = _FAST_CODECS.get(str(chunk.compression).upper())
-    if decompress is None or chunk.has_dictionary_page or \
+    if decompress is None or chunk.has_dictionary_page or not rg.num_rows or \
             metadata.schema.column(index).max_definition_level != 0:
         return None
     width = int(np.prod(shape))
@@ -224,7 +224,7 @@ def read_roll_chunk(file, metadata, row_group: int, column: str,
             start, end = spans[3]
             pos, rows = _like_pages(raw, reader.pos + packed, rows + size // width, n,
                                     size // width, raw[pos:start], raw[end : reader.pos], pages)
-    except (IndexError, ValueError):
+    except (IndexError, KeyError, TypeError, ValueError):  # not a header as ShardWriter's
         return None
     return RollChunk(memoryview(raw), pages, decompress, tuple(shape),
                      f"{where or 'shard'}: row group {row_group}, column {column}")
