@@ -212,7 +212,7 @@ def read_roll_chunk(file, metadata, row_group: int, column: str,
             data_header = header.get(5) or {}
             if page_type != _DATA_PAGE or data_header.get(2, _PLAIN) != _PLAIN or \
                     not size or size % width or data_header.get(1) != size // width or \
-                    rows + size // width > n or reader.pos + packed > len(raw):
+                    rows + size // width > n or not 0 <= packed <= len(raw) - reader.pos:
                 return None
             if decompress is _LZ4_INTO and packed >= 8 and \
                     int.from_bytes(raw[reader.pos : reader.pos + 4], "big") == size and \
@@ -251,7 +251,7 @@ def _like_pages(raw: bytes, pos: int, rows: int, n: int, per: int, before: bytes
             break
         packed = (packed >> 1) ^ -(packed & 1)
         body = at + skip_after
-        if body + packed > size or rows + per > n:
+        if packed < 0 or body + packed > size or rows + per > n:
             raise ValueError("a page runs past its column chunk")
         offsets(body)
         lengths(packed)
