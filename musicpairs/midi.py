@@ -21,6 +21,8 @@ import io
 import re
 import struct
 import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -145,13 +147,17 @@ class Score:
 # Reading
 
 
-def read_midi(source: MidiSource, *, parser: str = "symusic", name: str | None = None) -> Score:
+def read_midi(source: MidiSource, *, parser: str = "symusic", name: str | None = None,
+              canonical_order: bool = True) -> Score:
     """Read a MIDI file with one of the supported parsers.
 
     Args:
         source: A path, or the file's bytes.
         parser: ``"symusic"`` (default), ``"pretty_midi"`` or ``"miditoolkit"``.
         name: How to call the file in messages (defaults to the path, or ``"<bytes>"``).
+        canonical_order: Put tracks in canonical order (see ``canonical_track_order``).
+            False leaves them in the parser's order: for a score that only goes on to
+            :func:`musicpairs.roll.midi_to_roll`, which orders tracks on the grid itself.
 
     Returns:
         The normalized :class:`Score`.
@@ -187,7 +193,7 @@ def read_midi(source: MidiSource, *, parser: str = "symusic", name: str | None =
         raise MidiReadError(label, str(e)) from e
     except Exception as e:  # noqa: BLE001 - any parser failure is a property of the file
         raise MidiReadError(label, f"{parser} could not parse it: {_describe(e)}") from e
-    return _finish_score(tpq, tracks, tempos, signatures, label)
+    return _finish_score(tpq, tracks, tempos, signatures, label, canonical_order)
 
 
 def check_midi_bytes(data: bytes, label: str) -> None:
@@ -249,7 +255,10 @@ def _read_symusic(data: bytes):
     score = symusic.Score.from_midi(data)
     tracks = []
     for t in score.tracks:
-        arr = t.notes.numpy()
+        notes = t.notes
+        if not len(notes):  # lyric and controller tracks: dropped by _finish_score anyway
+            continue
+        arr = notes.numpy()
         # symusic refuses data bytes > 127 itself ("Get pitch=188"), so int8 pitch and
         # velocity are never negative here; ticks stay int32 until the roll needs int64.
         start = arr["time"]
@@ -364,7 +373,7 @@ def _check_range(pitch: np.ndarray, velocity: np.ndarray) -> None:
         raise _RangeError("a note velocity is outside 0..127 (a data byte > 127)")
 
 
-def _finish_score(tpq, tracks, tempos, signatures, label) -> Score:
+def _finish_score(tpq, tracks, tempos, signatures, label, canonical_order=True) -> Score:
     """Normalize a parser's output so that every parser gives the same Score.
 
     * Tracks without notes are dropped (pretty_midi and miditoolkit never make them).
@@ -387,7 +396,8 @@ def _finish_score(tpq, tracks, tempos, signatures, label) -> Score:
             raise MidiReadError(label, f"time signature {x.numerator}/{x.denominator}")
     clean_tempos = normalize_tempos(tempos)
     clean_sigs = normalize_time_signatures(signatures)
-    return Score(tpq, _canonical_order(kept), clean_tempos, clean_sigs, label)
+    return Score(tpq, _canonical_order(kept) if canonical_order else kept, clean_tempos,
+                 clean_sigs, label)
 
 
 def normalize_tempos(tempos: list[TempoChange]) -> list[TempoChange]:
@@ -427,7 +437,8 @@ def notes_order_key(notes: Notes) -> bytes:
     return (rows + (1 << 62)).astype(">i8").tobytes()  # offset: negative values sort first
 
 
-def canonical_track_order(tracks: list[tuple[str, bool, int, Notes]]) -> list[int]:
+def canonical_track_order(heads: list[tuple[str, bool, int]],
+                          notes_key: Callable[[int], bytes]) -> list[int]:
     """The order in which tracks are listed, the same whichever parser read them.
 
     Parsers split a MIDI track by channel and program, and each orders the parts its own
@@ -436,26 +447,30 @@ def canonical_track_order(tracks: list[tuple[str, bool, int, Notes]]) -> list[in
     within a group by drum flag, program, then notes.
 
     Args:
-        tracks: (name, is_drum, program, notes) of each track.
+        heads: (name, is_drum, program) of each track.
+        notes_key: A key of track k's notes, equal exactly when the notes are equal
+            (such as :func:`notes_order_key`). Called only for tracks that share all
+            three with another track (Lakh files repeat empty names; their programs
+            mostly differ).
 
     Returns:
-        Indices into ``tracks``, in canonical order.
+        Indices into ``heads``, in canonical order.
     """
     first_seen: dict[str, int] = {}
-    for name, *_ in tracks:
+    for name, *_ in heads:
         first_seen.setdefault(name, len(first_seen))
-    if len(first_seen) == len(tracks):  # names are unique: the order is already canonical
-        return list(range(len(tracks)))
-
-    def key(k: int):
-        name, is_drum, program, notes = tracks[k]
-        return (first_seen[name], is_drum, program, notes_order_key(notes))
-
-    return sorted(range(len(tracks)), key=key)
+    if len(first_seen) == len(heads):  # names are unique: the order is already canonical
+        return list(range(len(heads)))
+    shared = Counter(heads)
+    keys = [(first_seen[h[0]], h[1], h[2],
+             notes_key(k) if shared[h] > 1 else b"")
+            for k, h in enumerate(heads)]
+    return sorted(range(len(heads)), key=keys.__getitem__)
 
 
 def _canonical_order(tracks: list[Track]) -> list[Track]:
-    order = canonical_track_order([(t.name, t.is_drum, t.program, t.notes) for t in tracks])
+    order = canonical_track_order([(t.name, t.is_drum, t.program) for t in tracks],
+                                  lambda k: notes_order_key(tracks[k].notes))
     return [tracks[k] for k in order]
 
 

@@ -123,6 +123,21 @@ class Roll:
         """The notes of one track, in steps (see :func:`planes_to_notes`)."""
         return planes_to_notes(self.planes[track])
 
+    def grid(self) -> GridNotes:
+        """Every track's notes on the grid: kept by :func:`midi_to_roll`, which found them
+        before painting the planes; else decoded from the planes once."""
+        grid = getattr(self, "_grid", None)
+        if grid is None:
+            notes = [self.notes(k) for k in range(len(self.tracks))]
+            counts = [len(n) for n in notes]
+            grid = GridNotes(
+                np.repeat(np.arange(len(notes), dtype=np.int64), counts),
+                _concat([n.pitch.astype(np.int64) for n in notes]),
+                _concat([n.start for n in notes]), _concat([n.end for n in notes]),
+                _concat([n.velocity for n in notes]).astype(np.uint8), self.n_steps)
+            self._grid = grid
+        return grid
+
 
 # --------------------------------------------------------------------------------------
 # Encoding
@@ -165,7 +180,8 @@ def midi_to_roll(
         MidiReadError: The file cannot be read, or is longer than ``spec.max_steps``.
     """
     spec = spec or RollSpec()
-    score = source if isinstance(source, Score) else read_midi(source, parser=parser)
+    score = (source if isinstance(source, Score)
+             else read_midi(source, parser=parser, canonical_order=False))
     tpq, spb = score.ticks_per_quarter, spec.steps_per_beat
 
     # All tracks at once: one sort and one scatter per song, not per track.
@@ -185,28 +201,32 @@ def midi_to_roll(
         raise MidiReadError(
             score.source, f"its roll would take {size / 2**20:.0f} MiB, over the limit of "
             f"{spec.max_roll_bytes / 2**20:.0f} MiB (RollSpec.max_roll_bytes)")
-    planes = np.zeros((len(score.tracks), 2, PITCHES, n_steps), np.uint8)
-    if n:
-        track = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-        pitch = _concat([t.notes.pitch for t in score.tracks])
-        velocity = _concat([t.notes.velocity for t in score.tracks])
-        _paint(planes, track, start, end, pitch, velocity)
+    track = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    pitch = _concat([t.notes.pitch for t in score.tracks])
+    velocity = _concat([t.notes.velocity for t in score.tracks])
+    grid = grid_notes(track, start, end, pitch, velocity, n_steps)
 
     tempos = normalize_tempos(
         [TempoChange(ticks_to_steps(x.time, tpq, spb), x.mspq) for x in score.tempos])
     signatures = normalize_time_signatures(
         [x._replace(time=ticks_to_steps(x.time, tpq, spb)) for x in score.time_signatures])
     infos = [TrackInfo(t.name, t.program, t.is_drum) for t in score.tracks]
-    order = list(range(len(infos)))
-    if len({i.name for i in infos}) < len(infos):
-        # Same-named tracks are ordered by what the roll holds, not by ticks: a roll
-        # written at another time division and read back lists them in the same order.
-        order = canonical_track_order([(i.name, i.is_drum, i.program,
-                                        planes_to_notes(planes[k])) for k, i in enumerate(infos)])
-        planes = planes[order]
+    # Same-named tracks are ordered by what the roll holds, not by ticks: a roll written
+    # at another time division and read back lists them in the same order. The grid
+    # notes are exactly what the planes decode to, so the order is found before painting.
+    order = canonical_track_order([(i.name, i.is_drum, i.program) for i in infos],
+                                  grid.track_key)
+    if order != list(range(len(infos))):
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        grid = grid.renumbered(rank)
         infos = [infos[k] for k in order]
-    return Roll(planes, tuple(infos), tuple(tempos), tuple(signatures), spec, score.source,
+    planes = np.zeros((len(infos), 2, PITCHES, n_steps), np.uint8)
+    grid.paint(planes)
+    roll = Roll(planes, tuple(infos), tuple(tempos), tuple(signatures), spec, score.source,
                 tuple(order))
+    roll._grid = grid
+    return roll
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -215,48 +235,118 @@ def _concat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
 
+@dataclass(eq=False)
+class GridNotes:
+    """The notes of a whole roll on the grid, exactly as its planes hold them.
+
+    Within a track and pitch the notes are disjoint (merged and cut as the module
+    docstring says), so painting them gives the planes and decoding the planes gives
+    them back: a roll's notes without scanning its 128 x T cells.
+
+    Attributes:
+        track, pitch, start, end: int64 [N], times in steps, ordered by track, pitch,
+            then start.
+        velocity: uint8 [N], 1-127.
+        n_steps: T.
+    """
+
+    track: np.ndarray
+    pitch: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    velocity: np.ndarray
+    n_steps: int
+
+    def bounds(self, n_tracks: int) -> np.ndarray:
+        """int64 [n_tracks + 1]: track k's notes are ``bounds[k]:bounds[k + 1]``."""
+        return np.searchsorted(self.track, np.arange(n_tracks + 1))
+
+    def track_notes(self, k: int) -> Notes:
+        """Track k's notes, in steps, ordered by pitch then start (as planes_to_notes)."""
+        a, b = np.searchsorted(self.track, [k, k + 1])
+        return Notes(self.start[a:b], self.end[a:b], self.pitch[a:b].astype(np.uint8),
+                     self.velocity[a:b])
+
+    def track_key(self, k: int) -> bytes:
+        """Track k's notes as bytes: equal for equal notes, whatever the time division."""
+        a, b = np.searchsorted(self.track, [k, k + 1])
+        return b"".join(x[a:b].astype(">i8").tobytes()
+                        for x in (self.pitch, self.start, self.end, self.velocity))
+
+    def renumbered(self, rank: np.ndarray) -> GridNotes:
+        """The same notes with track k renamed ``rank[k]``, in order again."""
+        track = rank[self.track]
+        order = np.argsort(track, kind="stable")  # within a track, pitch/start order holds
+        return GridNotes(track[order], self.pitch[order], self.start[order], self.end[order],
+                         self.velocity[order], self.n_steps)
+
+    def paint(self, planes: np.ndarray) -> None:
+        """Write the notes into zeroed ``planes`` uint8 [tracks, 2, 128, T], in place."""
+        n_steps = self.n_steps
+        key = (self.track * (2 * PITCHES) + self.pitch) * n_steps + self.start
+        flat = planes.reshape(-1)
+        flat[key] = self.velocity
+        dur = self.end - self.start
+        # Frame cells: for each note, key + 128*T + 0 .. dur-1.
+        shift = key + PITCHES * n_steps - (np.cumsum(dur) - dur)
+        flat[np.repeat(shift, dur) + np.arange(int(dur.sum()))] = np.repeat(self.velocity, dur)
+
+
+def grid_notes(track, start, end, pitch, velocity, n_steps: int) -> GridNotes:
+    """Notes in steps made disjoint per track and pitch, as the planes will hold them.
+
+    Args:
+        track, start, end: int [N]: each note's track index, first step, end step
+            (end > start).
+        pitch, velocity: uint8 [N].
+        n_steps: T; every end is at most T.
+    """
+    track = np.asarray(track, np.int64)
+    start = np.asarray(start, np.int64)
+    if len(start) == 0:
+        z = np.zeros(0, np.int64)
+        return GridNotes(z, z, z, z, np.zeros(0, np.uint8), n_steps)
+    # Sort notes by row (track * 128 + pitch), then start: a stable radix sort by row
+    # (numpy's, for 16-bit keys) keeps the order of start within a row. Parsers give
+    # each track's notes in time order, and tracks one after the other; otherwise a
+    # stable sort by start goes first (nearly sorted input, which timsort exploits).
+    row = track * PITCHES + np.asarray(pitch, np.int64)
+    if row.max() < 2**15:
+        in_time = ((np.diff(start) >= 0) | (np.diff(track) != 0)).all()
+        by_start = None if in_time else np.argsort(start, kind="stable")
+        row16 = row.astype(np.int16) if in_time else row[by_start].astype(np.int16)
+        order = np.argsort(row16, kind="stable")
+        if by_start is not None:
+            order = by_start[order]
+    else:
+        order = np.argsort(row * n_steps + start, kind="stable")
+    row, s = row[order], start[order]
+    e = np.asarray(end, np.int64)[order]
+    v = np.maximum(np.asarray(velocity)[order], 1).astype(np.uint8, copy=False)
+
+    # Notes of one row starting on one step become one note: the loudest, the longest.
+    key = row * n_steps + s  # non-decreasing
+    if not np.diff(key).all():
+        first = np.flatnonzero(np.concatenate(([True], np.diff(key) != 0)))
+        e = np.maximum.reduceat(e, first)
+        v = np.maximum.reduceat(v, first)
+        row, s = row[first], s[first]
+
+    # A note ends where the next note of its row starts.
+    same_row = row[1:] == row[:-1]
+    e[:-1] = np.where(same_row, np.minimum(e[:-1], s[1:]), e[:-1])
+    return GridNotes(row >> 7, row & (PITCHES - 1), s, e, v, n_steps)
+
+
 def _paint(planes: np.ndarray, track, start, end, pitch, velocity) -> None:
-    """Write notes (steps) into ``planes`` uint8 [tracks, 2, 128, T], in place.
+    """Write notes (steps) into zeroed ``planes`` uint8 [tracks, 2, 128, T], in place.
 
     Args:
         planes: The zeroed output.
         track, start, end: int64 [N]: each note's track index, first step, end step.
         pitch, velocity: uint8 [N].
     """
-    n_steps = planes.shape[-1]
-    # row = track * 256 + pitch is the onset row in planes seen as [tracks * 2 * 128, T];
-    # the frame row is 128 further. Sort notes by row, then start: two stable sorts, by
-    # start (parsers give notes nearly in time order, which timsort exploits) and by row
-    # (radix-sorted by numpy when it fits in 16 bits).
-    row = track * (2 * PITCHES) + pitch
-    by_start = np.argsort(start, kind="stable")
-    if len(planes) <= 128:
-        order = by_start[np.argsort(row[by_start].astype(np.int16), kind="stable")]
-    else:
-        order = np.argsort(row * n_steps + start, kind="stable")
-    key = row[order] * n_steps + start[order]  # flat onset index, non-decreasing
-    e = end[order]
-    v = np.maximum(velocity[order], 1)
-
-    # Notes of one row starting on one step become one note: the loudest, the longest.
-    step = np.diff(key)
-    if not step.all():
-        first = np.flatnonzero(np.concatenate(([True], step != 0)))
-        e = np.maximum.reduceat(e, first)
-        v = np.maximum.reduceat(v, first)
-        key = key[first]
-        step = np.diff(key)
-    s = key % n_steps
-
-    # A note ends where the next note of its row starts (the next key, if in the same row).
-    e[:-1] = np.minimum(e[:-1], np.where(step < n_steps - s[:-1], s[:-1] + step, n_steps))
-
-    flat = planes.reshape(-1)
-    flat[key] = v
-    dur = e - s
-    # Frame cells: for each note, key + 128*T + 0 .. dur-1.
-    shift = key + PITCHES * n_steps - (np.cumsum(dur) - dur)
-    flat[np.repeat(shift, dur) + np.arange(int(dur.sum()))] = np.repeat(v, dur)
+    grid_notes(track, start, end, pitch, velocity, planes.shape[-1]).paint(planes)
 
 
 # --------------------------------------------------------------------------------------
