@@ -55,8 +55,8 @@ DEFAULT_SPLITS = (0.9, 0.05, 0.05)  # train, valid, test
 MAX_DTW_CELLS = 25_000_000
 # Fields that change what a build writes: a resumed build must agree on all of them.
 _DATA_FIELDS = ("src", "path", "task", "steps_per_beat", "window", "hop", "min_notes",
-                "min_confidence", "songs_per_shard", "max_notes", "parser", "limit",
-                "group_by", "splits")
+                "min_confidence", "melody_confidence", "songs_per_shard", "max_notes",
+                "parser", "limit", "group_by", "splits")
 
 
 class BuildError(MusicpairsError):
@@ -75,6 +75,12 @@ class BuildConfig:
         window, hop, min_notes: Window length and hop in steps; onsets a window's source
             and target each need to be kept.
         min_confidence: version2version pairs aligned with less go to rejects.
+        melody_confidence: Melody tasks: how clearly the melody classifier must prefer
+            a track found by content (not by name) over the runner-up: the best's share
+            of the best two's probability, 0.5 (a tie) to 1 (see
+            ``roles.MelodyChoice``). Files below it go to rejects as ``no confident
+            melody``; 0 always takes the best candidate. Measured on real Lakh files in
+            ``bench/melody_accuracy.py``.
         songs_per_shard: Songs per partition (one task, one shard per split).
         max_notes: Files with more notes are rejected before they are laid on the grid.
         splits: train / valid / test fractions, by a stable hash of the song id.
@@ -91,6 +97,7 @@ class BuildConfig:
     hop: int = 128
     min_notes: int = 4
     min_confidence: float = 0.5
+    melody_confidence: float = 0.6
     songs_per_shard: int = 64
     max_notes: int = 1_000_000
     parser: str = "symusic"
@@ -105,6 +112,8 @@ class BuildConfig:
             raise BuildError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.window < 1 or self.hop < 1:
             raise BuildError("window and hop must be positive")
+        if not 0.0 <= self.melody_confidence <= 1.0:
+            raise BuildError(f"melody_confidence must be in [0, 1], got {self.melody_confidence}")
         if abs(sum(self.splits) - 1.0) > 1e-9 or min(self.splits) < 0:
             raise BuildError(f"split fractions must be >= 0 and sum to 1, got {self.splits}")
 
@@ -161,8 +170,18 @@ def _read_roll(source, cfg: BuildConfig):
         return None, e.reason
 
 
-def pair_song(song: Song, cfg: BuildConfig) -> tuple[list[Pair], list[dict[str, str]]]:
-    """All pairs of one song, and a reject row for every version that gave none."""
+def pair_song(song: Song, cfg: BuildConfig, melody_by: dict[str, int] | None = None,
+              ) -> tuple[list[Pair], list[dict[str, str]]]:
+    """All pairs of one song, and a reject row for every version that gave none.
+
+    Args:
+        song: The song.
+        cfg: The build's configuration.
+        melody_by: Melody tasks: counts of how each file's melody was found (``name``,
+            ``content``) or why it was not (``no confident melody``, ``no melody
+            track``), added to in place.
+    """
+    melody_by = {} if melody_by is None else melody_by
     pairs: list[Pair] = []
     rejects: list[dict[str, str]] = []
     rolls = []  # (source, roll) of each readable version
@@ -176,10 +195,15 @@ def pair_song(song: Song, cfg: BuildConfig) -> tuple[list[Pair], list[dict[str, 
     if cfg.task != "version2version":
         for source, roll in rolls:
             try:
-                src, tgt = melody_split(roll, cfg.task)
+                src, tgt, by = melody_split(roll, cfg.task,
+                                            min_confidence=cfg.melody_confidence)
             except PairingError as e:
                 rejects.append(_reject(source.uri, song.song_id, "pair", e.reason))
+                for kind in ("no confident melody", "no melody track"):
+                    if e.reason.startswith(kind):
+                        melody_by[kind] = melody_by.get(kind, 0) + 1
                 continue
+            melody_by[by] = melody_by.get(by, 0) + 1
             found = cut_windows(cfg.task, song.song_id, src, tgt, roll.downbeats, cfg.windows,
                                 steps_per_beat=spb, source_file=source.name,
                                 target_file=source.name)
@@ -231,12 +255,13 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
     meta = cfg.shard_meta()
     writers: dict[str, ShardWriter] = {}
     rejects: list[dict[str, str]] = []
+    melody_by: dict[str, int] = {}
     files = 0
     try:
         for song in songs:
             files += len(song.versions)
             try:
-                pairs, bad = pair_song(song, cfg)
+                pairs, bad = pair_song(song, cfg, melody_by)
             except Exception as e:  # noqa: BLE001, PERF203 - one bad song must not stop it
                 log.exception("song %s failed", song.song_id)
                 pairs, bad = [], [_reject(v.uri, song.song_id, "error",
@@ -267,6 +292,7 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
         "pairs": sum(s["rows"] for s in shards),
         "shards": shards,
         "rejects": rejects,
+        "melody_by": dict(sorted(melody_by.items())),
     }
     atomic_write_bytes(out / RECORDS / f"part-{index:05d}.json",
                        json.dumps(record, sort_keys=True).encode())
@@ -434,6 +460,10 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         rejects += r["rejects"]
         shards += r["shards"]
     n_rejected = write_rejects(out / "rejects.parquet", rejects)
+    melody_by: dict[str, int] = {}
+    for r in records:  # records of builds before melody counts have none
+        for by, n in r.get("melody_by", {}).items():
+            melody_by[by] = melody_by.get(by, 0) + n
     splits = {s: sum(x["rows"] for x in shards if x["split"] == s) for s in SPLITS}
     summary = {
         "files": sum(r["files"] for r in records) + len(corpus.rejected),
@@ -450,6 +480,8 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         "config": cfg.to_dict(),
         "corpus": corpus.describe(),
         "counts": {k: summary[k] for k in ("files", "songs", "pairs", "splits", "rejected")},
+        # Melody tasks: how each file's melody was found (by name, by content) or why not.
+        "melody_by": melody_by if cfg.task in ("melody2accomp", "melody2band") else None,
         "shards": sorted(shards, key=lambda s: s["path"]),
         "packages": _package_versions(),
         "seconds": summary["seconds"],

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from musicpairs.config import RollSpec
 from musicpairs.errors import MusicpairsError
 from musicpairs.midi import read_midi
-from musicpairs.roles import assign_roles
+from musicpairs.render import ascii_pair, pitch_name, render_pair  # noqa: F401 - re-exported
+from musicpairs.roles import assign_roles, choose_melody
 from musicpairs.roll import FRAME, ONSET, midi_to_roll, ticks_to_steps
 from musicpairs.shards import (
     SPLITS,
@@ -43,7 +44,8 @@ def midi_summary(
         A JSON-ready dict: ``file``, ``parser``, ``ticks_per_quarter``, ``steps_per_beat``,
         ``length`` (ticks, beats, steps, bars), ``tempos`` and ``time_signatures`` (each
         with tick, step and beat), ``tracks`` (index, name, program, program_name,
-        is_drum, notes, pitch_range, role, role_by, lpd5, lpd17).
+        is_drum, notes, pitch_range, role, role_by, lpd5, lpd17, melody_probability:
+        the melody classifier's, by content; None for tracks that cannot be the melody).
 
     Raises:
         MidiReadError: The file cannot be read.
@@ -51,7 +53,8 @@ def midi_summary(
     spec = spec or RollSpec()
     score = read_midi(path, parser=parser)
     roll = midi_to_roll(score, spec)
-    roles = assign_roles(roll)
+    choice = choose_melody(roll)
+    roles = assign_roles(roll, choice=choice)
     tpq, spb = score.ticks_per_quarter, spec.steps_per_beat
 
     def when(tick: int) -> dict[str, Any]:
@@ -72,6 +75,8 @@ def midi_summary(
             "role_by": r.by,
             "lpd5": r.lpd5,
             "lpd17": r.lpd17,
+            "melody_probability": (round(float(choice.probabilities[k]), 3)
+                                   if choice.probabilities[k] > 0 else None),
         })
     return {
         "file": str(Path(path)),
@@ -108,7 +113,8 @@ def format_midi_summary(summary: dict[str, Any], max_changes: int = 8) -> str:
              for x in summary["time_signatures"]], max_changes),
         "",
     ]
-    header = ["#", "name", "program", "drum", "notes", "pitches", "role", "LPD-5", "LPD-17"]
+    header = ["#", "name", "program", "drum", "notes", "pitches", "role", "melody p", "LPD-5",
+              "LPD-17"]
     rows = [
         [
             str(t["index"]),
@@ -118,13 +124,14 @@ def format_midi_summary(summary: dict[str, Any], max_changes: int = 8) -> str:
             str(t["notes"]),
             f"{t['pitch_range'][0]}-{t['pitch_range'][1]}",
             f"{t['role']} ({t['role_by']})" if t["role"] != "other" else "other",
+            "-" if t.get("melody_probability") is None else f"{t['melody_probability']:.2f}",
             t["lpd5"] or "-",
             t["lpd17"],
         ]
         for t in summary["tracks"]
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    numeric = {0, 4}
+    numeric = {0, 4, 7}
     for r in [header, *rows]:
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in
                  enumerate(zip(r, widths, strict=True))]
@@ -339,125 +346,6 @@ def read_row(path: str | PathLike, *, row: int | None = None,
 
 
 # --------------------------------------------------------------------------------------
-# Pictures
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name with MIDI 60 = C4."""
-    return ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")[pitch % 12] + \
-        str(pitch // 12 - 1)
-
-
-def _pitch_range(planes: np.ndarray, span: int = 24) -> tuple[int, int]:
-    """The sounding pitches, widened to at least ``span`` semitones (low, high inclusive)."""
-    used = np.flatnonzero(planes.any(axis=(0, 2)))
-    if not len(used):
-        return 48, 48 + span - 1
-    low, high = int(used[0]), int(used[-1])
-    if high - low + 1 < span:
-        mid = (low + high) // 2
-        low = max(0, min(mid - span // 2, 128 - span))
-        high = low + span - 1
-    return max(0, low - 1), min(127, high + 1)
-
-
-def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
-                dpi: int = 110) -> Path:
-    """Draw a pair as a PNG: every source and target channel stacked, time across.
-
-    Frames are shaded by velocity, onsets marked, bars (4 beats) and beats ruled, the
-    pitch axis labelled at each C.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    spb = meta.steps_per_beat
-    panels = []
-    for side, planes, channels in (("source", row["source"], meta.source_channels),
-                                   ("target", row["target"], meta.target_channels)):
-        for c, name in enumerate(channels):
-            p = planes[2 * c : 2 * c + 2]
-            panels.append((f"{side}: {name}", p, _pitch_range(p)))
-    width = row["source"].shape[-1]
-    heights = [hi - lo + 1 for _, _, (lo, hi) in panels]
-    fig = Figure(figsize=(min(max(8.0, width / 24), 48.0), 1.2 + sum(heights) / 14), dpi=dpi)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (label, planes, (lo, hi)) in zip(axes, panels, strict=True):
-        frame = planes[FRAME, lo : hi + 1].astype(float)
-        ax.imshow(np.ma.masked_equal(frame, 0), origin="lower", aspect="auto",
-                  cmap="viridis", vmin=0, vmax=127, interpolation="nearest",
-                  extent=(-0.5, width - 0.5, lo - 0.5, hi + 0.5))
-        pitch, step = np.nonzero(planes[ONSET, lo : hi + 1])
-        ax.scatter(step - 0.5, pitch + lo, marker="|", s=18, c="#d62728", linewidths=1.2)
-        for s in range(0, width + 1, spb):
-            bar = s % (4 * spb) == 0
-            ax.axvline(s - 0.5, color="#444" if bar else "#ccc", lw=0.9 if bar else 0.4,
-                       zorder=0 if not bar else 1)
-        cs = [p for p in range(lo, hi + 1) if p % 12 == 0]
-        ax.set_yticks(cs, [pitch_name(p) for p in cs])
-        ax.set_yticks(range(lo, hi + 1), minor=True)
-        ax.tick_params(axis="y", which="minor", length=0)
-        ax.set_ylim(lo - 0.5, hi + 0.5)
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_facecolor("white")
-    bars = range(0, width, 4 * spb * max(1, width // 1024))  # labels: bars, or every k-th
-    start = row.get("start_beat", 0.0)
-    axes[-1].set_xticks([b - 0.5 for b in bars], [f"{start + b / spb:g}" for b in bars])
-    axes[-1].set_xlim(-0.5, width - 0.5)
-    axes[-1].set_xlabel("beat (lines: bars of 4 beats, beats; red ticks: onsets)")
-    conf = row.get("confidence", 1.0)
-    files = row.get("source_file", "")
-    if row.get("target_file") and row.get("target_file") != files:
-        files += f" -> {row['target_file']}"
-    fig.suptitle(row.get("title") or f"{meta.task}  pair {row.get('pair_id', '')}  song "
-                 f"{row.get('song_id', '')}  {files}  confidence {conf:.3f}", fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, format="png")
-    return out
-
-
-def ascii_pair(meta: ShardMeta, row: dict[str, Any], *, width: int = 128) -> str:
-    """A compact piano roll for the terminal: one row per pitch in use, per channel.
-
-    ``o`` an onset in the cell, ``=`` sounding, ``|`` a bar line (4 beats), ``.`` a
-    beat, blank silence; each character covers 1, 2, 4... steps, the fewest that fit a
-    line in ``width`` characters.
-    """
-    spb = meta.steps_per_beat
-    steps = row["source"].shape[-1]
-    # Steps per character: 1, 2, 4... so that cells never straddle a beat unevenly.
-    per_char = 1
-    while -(-steps // per_char) > width:
-        per_char *= 2
-    n_cells = -(-steps // per_char)
-    pad = n_cells * per_char - steps
-    lines = [f"pair {row.get('pair_id', '')}  song {row.get('song_id', '')}  beat "
-             f"{row.get('start_beat', 0):g}  ({per_char} step{'s' if per_char > 1 else ''} "
-             "per character)"]
-    grid = []
-    for cell in range(n_cells):
-        s = cell * per_char
-        bar = any((s + i) % (4 * spb) == 0 for i in range(per_char))
-        beat = any((s + i) % spb == 0 for i in range(per_char))
-        grid.append("|" if bar else "." if beat else " ")
-    for side, planes, channels in (("source", row["source"], meta.source_channels),
-                                   ("target", row["target"], meta.target_channels)):
-        for c, name in enumerate(channels):
-            p = np.pad(planes[2 * c : 2 * c + 2], ((0, 0), (0, 0), (0, pad)))
-            cells = p.reshape(2, 128, n_cells, per_char).max(axis=3)
-            used = np.flatnonzero(cells[FRAME].any(axis=1) | cells[ONSET].any(axis=1))
-            lines.append(f"{side}: {name}" + ("" if len(used) else " (silent)"))
-            for pitch in used[::-1]:
-                chars = ["o" if cells[ONSET, pitch, i] else "=" if cells[FRAME, pitch, i]
-                         else grid[i] for i in range(n_cells)]
-                lines.append(f"{pitch_name(int(pitch)):>4} " + "".join(chars).rstrip())
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
 # Datasets
 
 
@@ -497,7 +385,8 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
     """A dataset at a glance: rows, songs and bytes per split, rejects by reason, config.
 
     Returns:
-        A JSON-ready dict: ``root``, ``task``, ``meta``, ``counts``, ``splits`` (per split:
+        A JSON-ready dict: ``root``, ``task``, ``meta``, ``counts``, ``melody_by`` (melody
+        tasks: files whose melody was found by name, by content, or not), ``splits`` (per split:
         shards, rows, songs, bytes), ``rejects`` (``total`` and ``groups``: stage, kind,
         count, examples of file and reason), ``config``, ``corpus``, ``seconds``,
         ``packages``.
@@ -536,6 +425,7 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
         "task": manifest.get("meta", {}).get("task"),
         "meta": manifest.get("meta", {}),
         "counts": manifest["counts"],
+        "melody_by": manifest.get("melody_by"),
         "splits": splits,
         "rejects": {"total": total,
                     "groups": sorted(groups.values(), key=lambda g: (-g["count"], g["kind"]))},
@@ -562,6 +452,10 @@ def format_dataset_summary(s: dict[str, Any]) -> str:
     for split, x in s["splits"].items():
         lines.append(f"{split:<6} {x['shards']:>7} {x['rows']:>8} {x['songs']:>7} "
                      f"{_size(x['bytes']):>10}")
+    if s.get("melody_by"):
+        lines += ["", "melody found: " + ", ".join(
+            f"{n} {'by ' if by in ('name', 'content') else ''}{by}"
+            for by, n in sorted(s["melody_by"].items(), key=lambda x: -x[1]))]
     if s["rejects"]["groups"]:
         lines += ["", f"rejects ({s['rejects']['total']}):"]
         for g in s["rejects"]["groups"]:

@@ -22,7 +22,7 @@ import numpy as np
 from musicpairs.config import RollSpec
 from musicpairs.errors import MusicpairsError
 from musicpairs.midi import Notes, Score, TempoChange, Track
-from musicpairs.roles import LPD5, assign_roles
+from musicpairs.roles import LPD5, assign_roles, choose_melody
 from musicpairs.roll import ONSET, Roll, midi_to_roll, planes_to_layers
 
 TASKS = {
@@ -100,31 +100,45 @@ def merge_tracks(roll: Roll, tracks: list[int]) -> np.ndarray:
     return out
 
 
-def melody_split(roll: Roll, task: str) -> tuple[np.ndarray, np.ndarray]:
+def melody_split(roll: Roll, task: str, *,
+                 min_confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
     """Source and target channels of a single-file task.
 
+    Args:
+        roll: The song.
+        task: ``melody2accomp`` or ``melody2band``.
+        min_confidence: See :func:`musicpairs.roles.choose_melody`.
+
     Returns:
-        (source uint8 [2, 128, T], target uint8 [Ct, 128, T]).
+        (source uint8 [2, 128, T], target uint8 [Ct, 128, T], how the melody was found:
+        ``"name"`` or ``"content"``).
 
     Raises:
-        PairingError: No melody track, or nothing else to accompany it.
+        PairingError: No melody track (or none found confidently), or nothing else to
+            accompany it.
     """
-    roles = assign_roles(roll)
-    melody = next((k for k, r in enumerate(roles) if r.role == "melody"), None)
-    if melody is None:
-        raise PairingError(roll.source, "no melody track")
+    choice = choose_melody(roll, min_confidence=min_confidence)
+    if choice.track is None:
+        if choice.by == "not confident":
+            raise PairingError(roll.source, f"no confident melody: confidence "
+                               f"{choice.confidence:.2f} < {min_confidence:.2f} "
+                               "(--melody-confidence; two tracks look alike)")
+        raise PairingError(roll.source, "no melody track (no pitched, non-percussive track "
+                           "that is a plausible line)")
+    melody = choice.track
+    roles = assign_roles(roll, choice=choice)
     source = roll.planes[melody]
     others = [k for k in range(len(roll.tracks)) if k != melody]
     if task == "melody2accomp":
         pitched = [k for k in others if not roll.tracks[k].is_drum]
         if not pitched:
             raise PairingError(roll.source, "no accompaniment track besides the melody")
-        return source, merge_tracks(roll, pitched)
+        return source, merge_tracks(roll, pitched), choice.by
     families = [merge_tracks(roll, [k for k in others if roles[k].lpd5 == family])
                 for family in LPD5]
     if not any(f.any() for f in families):
         raise PairingError(roll.source, "no band track besides the melody")
-    return source, np.concatenate(families, axis=0)
+    return source, np.concatenate(families, axis=0), choice.by
 
 
 def window_starts(downbeats: np.ndarray, n_steps: int, hop: int) -> list[int]:

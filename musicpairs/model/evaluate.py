@@ -397,7 +397,7 @@ def render_examples(meta: ShardMeta, shown: list[dict[str, Any]], systems: list[
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from musicpairs.inspect import _pitch_range, pitch_name
+    from musicpairs.render import _pitch_range, pitch_name
 
     rows = ["source", "real", *systems]
     width = meta.source_shape[-1]
