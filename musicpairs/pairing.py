@@ -92,12 +92,7 @@ def merge_tracks(roll: Roll, tracks: list[int]) -> np.ndarray:
     Returns:
         uint8 [2, 128, T] (zeros when ``tracks`` is empty).
     """
-    if not tracks:
-        return np.zeros((2, 128, roll.n_steps), np.uint8)
-    out = roll.planes[tracks[0]].copy()
-    for k in tracks[1:]:
-        np.maximum(out, roll.planes[k], out=out)
-    return out
+    return roll.merged(list(tracks))
 
 
 def melody_split(roll: Roll, task: str, *,
@@ -117,7 +112,7 @@ def melody_split(roll: Roll, task: str, *,
         PairingError: No melody track (or none found confidently), or nothing else to
             accompany it.
     """
-    choice = choose_melody(roll, min_confidence=min_confidence)
+    choice = choose_melody(roll, min_confidence=min_confidence, explain=False)
     if choice.track is None:
         if choice.by == "not confident":
             raise PairingError(roll.source, f"no confident melody: confidence "
@@ -127,7 +122,7 @@ def melody_split(roll: Roll, task: str, *,
                            "that is a plausible line)")
     melody = choice.track
     roles = assign_roles(roll, choice=choice)
-    source = roll.planes[melody]
+    source = roll.merged([melody])
     others = [k for k in range(len(roll.tracks)) if k != melody]
     if task == "melody2accomp":
         pitched = [k for k in others if not roll.tracks[k].is_drum]

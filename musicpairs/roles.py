@@ -227,6 +227,7 @@ class TrackFeatures:
             as a kit (mostly General MIDI kit keys, struck together).
         notes: int64 [tracks]: notes on the grid.
         poly: float64 [tracks]: share of sounding steps with two or more pitches.
+        full: Whether ``values`` were measured (see :func:`track_features`).
     """
 
     values: np.ndarray
@@ -234,17 +235,17 @@ class TrackFeatures:
     percussive: np.ndarray
     notes: np.ndarray
     poly: np.ndarray
+    full: bool = True
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, FEATURES.index(name)]
 
 
-def _per_track(track: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(track, weights, minlength=n)[:n]
-
-
-def track_features(roll: Roll) -> TrackFeatures:
+def track_features(roll: Roll, *, full: bool = True) -> TrackFeatures:
     """Content features of every track, from its notes on the grid (no plane scans).
+
+    With ``full=False`` only what names need is measured (candidates, percussive tracks,
+    notes, polyphony); ``values`` stay zeros.
 
     Measured from the first onset of the song's pitched, non-percussive tracks to their
     last note's end: ``coverage`` (share of steps the track sounds), ``poly`` (share of
@@ -266,19 +267,20 @@ def track_features(roll: Roll) -> TrackFeatures:
     program = np.array([t.program for t in roll.tracks], np.int64)
     named_drums = np.array([name_says_drums(t.name) for t in roll.tracks], bool)
     track, pitch, start, end = grid.track, grid.pitch, grid.start, grid.end
+    width = grid.n_steps + 1
 
-    # Kits on a channel other than 10: mostly GM kit keys, often struck together.
-    onset_key = track * (grid.n_steps + 1) + start
-    new_onset = np.ones(len(track), bool)
-    if len(track):
-        by_onset = np.argsort(onset_key, kind="stable")
-        new_onset[by_onset[1:]] = np.diff(onset_key[by_onset]) != 0
-    onset_steps = _per_track(track, new_onset.astype(float), n_tracks)
+    # Notes struck per (track, step): chords, and the steps a track strikes at all (not
+    # measured for drum-flagged tracks: percussive whatever they play).
+    pitched_notes = ~drum_flag[track]
+    struck = np.bincount(track[pitched_notes] * width + start[pitched_notes],
+                         minlength=n_tracks * width).reshape(n_tracks, width)
+    onset_steps = np.count_nonzero(struck, axis=1)
     chord_notes = 1 - onset_steps / np.maximum(notes, 1)
-    kit_share = _per_track(track, _KIT_KEYS[pitch].astype(float), n_tracks) / np.maximum(notes, 1)
+    # Kits on a channel other than 10: mostly GM kit keys, often struck together.
     new_pitch = np.ones(len(track), bool)
     new_pitch[1:] = (track[1:] != track[:-1]) | (pitch[1:] != pitch[:-1])
-    distinct = _per_track(track, new_pitch.astype(float), n_tracks)
+    kit_share = np.bincount(track, _KIT_KEYS[pitch], minlength=n_tracks) / np.maximum(notes, 1)
+    distinct = np.bincount(track[new_pitch], minlength=n_tracks)
     played_as_kit = (kit_share >= 0.7) & (chord_notes >= 0.2) & (distinct >= 3)
     one_key = (distinct <= 2) & (notes >= 64)  # a click or a single struck key
     percussive = drum_flag | (program >= 112) | named_drums | played_as_kit | one_key
@@ -289,7 +291,9 @@ def track_features(roll: Roll) -> TrackFeatures:
     pitched = np.flatnonzero(~percussive & (notes > 0))
     if not candidate.any():
         return TrackFeatures(values, candidate, percussive, notes, poly)
-    keep = np.isin(track, pitched)
+    in_line = np.zeros(n_tracks, bool)
+    in_line[pitched] = True
+    keep = in_line[track]
     local = np.full(n_tracks, -1, np.int64)
     local[pitched] = np.arange(len(pitched))
     lt, p, s, e = local[track[keep]], pitch[keep], start[keep], end[keep]
@@ -298,42 +302,60 @@ def track_features(roll: Roll) -> TrackFeatures:
     n_local = len(pitched)
 
     # Pitches sounding per step, per track: +1 at each start, -1 at each end, summed.
-    edges = np.zeros((n_local, span + 1), np.int32)
-    np.add.at(edges.reshape(-1), lt * (span + 1) + (s - first), 1)
-    np.add.at(edges.reshape(-1), lt * (span + 1) + (e - first), -1)
-    count = np.cumsum(edges[:, :span], axis=1)  # (K, S)
-    sounding = (count > 0).sum(axis=1)
-    poly_local = (count > 1).sum(axis=1) / np.maximum(sounding, 1)
-    # Highest pitch sounding per step, per track (-1 when silent).
+    size = n_local * (span + 1)
+    edges = (np.bincount(lt * (span + 1) + (s - first), minlength=size)
+             - np.bincount(lt * (span + 1) + (e - first), minlength=size))
+    count = np.cumsum(edges.reshape(n_local, span + 1)[:, :span], axis=1)  # (K, S)
+    sounding = np.count_nonzero(count, axis=1)
+    poly_local = np.count_nonzero(count > 1, axis=1) / np.maximum(sounding, 1)
+    poly[pitched] = poly_local
+    if not full:
+        return TrackFeatures(values, candidate, percussive, notes, poly, full=False)
+    # The highest pitch sounding at each step, over all candidates; a track holds it at
+    # a step when one of its notes sounding there has that pitch.
     dur = e - s
-    cells = np.repeat(lt * span + (s - first) - (np.cumsum(dur) - dur), dur) + np.arange(
-        int(dur.sum()))
-    top = np.full(n_local * span, -1, np.int16)
-    np.maximum.at(top, cells, np.repeat(p.astype(np.int16), dur))
-    top = top.reshape(n_local, span)
-    highest = top.max(axis=0)
-    top_share = ((top == highest) & (top >= 0)).sum(axis=1) / np.maximum(sounding, 1)
+    ends = np.cumsum(dur)
+    # int32 cells: a roll is at most RollSpec.max_steps (2**17 by default) long.
+    step = (np.repeat((s - first - (ends - dur)).astype(np.int32), dur)
+            + np.arange(int(ends[-1]), dtype=np.int32))  # (cells,)
+    cell_pitch = np.repeat(p.astype(np.int16), dur)
+    highest = np.full(span, -1, np.int16)
+    np.maximum.at(highest, step, cell_pitch)
+    on_top = np.flatnonzero(cell_pitch == highest[step])
+    note = np.searchsorted(ends, on_top, side="right")  # the note of each such cell
+    holds = np.zeros(n_local * span, bool)
+    holds[lt[note] * span + step[on_top]] = True
+    top_share = np.count_nonzero(holds.reshape(n_local, span), axis=1) / np.maximum(sounding, 1)
 
     # The top line: the highest onset of each onset step, in time order per track.
-    order = np.lexsort((p, s, lt))
-    lt_o, s_o, p_o = lt[order], s[order], p[order].astype(np.int64)
-    last_of_step = np.ones(len(order), bool)
-    last_of_step[:-1] = (lt_o[1:] != lt_o[:-1]) | (s_o[1:] != s_o[:-1])
-    lt_o, s_o, p_o = lt_o[last_of_step], s_o[last_of_step], p_o[last_of_step]
+    sky = np.full(n_local * width, -1, np.int16)
+    np.maximum.at(sky, lt * width + s, p.astype(np.int16))
+    at = np.flatnonzero(sky >= 0)
+    lt_o, s_o, p_o = at // width, at % width, sky[at].astype(np.int64)
     same = lt_o[1:] == lt_o[:-1]
-    t_i = lt_o[1:][same]
     interval = np.abs(np.diff(p_o))[same]
     ioi = np.diff(s_o)[same]
-    n_int = np.maximum(_per_track(t_i, np.ones(len(t_i)), n_local), 1)
+    t_i = lt_o[1:][same]
+    n_int = np.maximum(np.bincount(t_i, minlength=n_local), 1)
 
-    def mean_of(x):
-        return _per_track(t_i, x.astype(float), n_local) / n_int
+    def interval_mean(weights):
+        return np.bincount(t_i, weights, minlength=n_local) / n_int
+
+    interval_sum = interval_mean(np.minimum(interval, 12).astype(np.float64))
+    steps = interval_mean(((interval >= 1) & (interval <= 2)).astype(np.float64))
+    repeats = interval_mean((interval == 0).astype(np.float64))
+    leaps = interval_mean((interval > 7).astype(np.float64))
+    log_ioi = interval_mean(np.log2(np.minimum(ioi, 64)))
 
     n_notes = notes[pitched].astype(float)
-    mean_pitch = _per_track(lt, p.astype(float), n_local) / n_notes
-    pitch_sq = _per_track(lt, p.astype(float) ** 2, n_local) / n_notes
-    velocity = _per_track(lt, grid.velocity[keep].astype(float), n_local) / n_notes
-    log_dur = _per_track(lt, np.log2(dur.astype(float)), n_local) / n_notes
+    pf = p.astype(np.float64)
+
+    def note_mean(weights):
+        return np.bincount(lt, weights, minlength=n_local) / n_notes
+
+    mean_pitch, pitch_sq = note_mean(pf), note_mean(pf * pf)
+    velocity = note_mean(grid.velocity[keep].astype(np.float64))
+    log_dur = note_mean(np.log2(dur))
     is_cand = candidate[pitched]
     cand_pitch = np.where(is_cand, mean_pitch, -np.inf)
     rank = (cand_pitch[None, :] > mean_pitch[:, None]).sum(axis=1)  # candidates above
@@ -358,24 +380,21 @@ def track_features(roll: Roll) -> TrackFeatures:
         "top_share": top_share,
         "pitch_std": np.sqrt(np.maximum(pitch_sq - mean_pitch**2, 0)) / 12,
         "distinct_pitches": np.log(distinct[pitched]),
-        "interval": mean_of(np.minimum(interval, 12)) / 12,
-        "steps": mean_of((interval >= 1) & (interval <= 2)),
-        "repeats": mean_of(interval == 0),
-        "leaps": mean_of(interval > 7),
-        "log_ioi": mean_of(np.log2(np.minimum(ioi, 64))),
+        "interval": interval_sum / 12,
+        "steps": steps,
+        "repeats": repeats,
+        "leaps": leaps,
+        "log_ioi": log_ioi,
         "log_duration": log_dur,
         "density": onset_steps[pitched] / span,
         "velocity": (velocity - velocity[is_cand].mean()) / 127,
         "n_candidates": np.full(n_local, np.log(n_cand)),
     }
-    block = np.zeros((n_local, len(FEATURES)))
-    for name, column in columns.items():
-        block[:, FEATURES.index(name)] = column
-    first_group = FEATURES.index(f"program: {PROGRAM_GROUPS[0][0]}")
-    block[np.arange(n_local), first_group + _GROUP_OF_PROGRAM[program[pitched]]] = 1
+    programs = np.zeros((n_local, len(PROGRAM_GROUPS)))
+    programs[np.arange(n_local), _GROUP_OF_PROGRAM[program[pitched]]] = 1
+    block = np.column_stack([columns[name] for name in FEATURES[: len(columns)]] + [programs])
     block[~is_cand] = 0
     values[pitched] = block
-    poly[pitched] = poly_local
     return TrackFeatures(values, candidate, percussive, notes, poly)
 
 
@@ -467,7 +486,7 @@ class MelodyChoice:
 
 
 def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float = 0.0,
-                  model: MelodyModel | None = None) -> MelodyChoice:
+                  model: MelodyModel | None = None, explain: bool = True) -> MelodyChoice:
     """Find the melody as :mod:`musicpairs.roles` describes.
 
     Args:
@@ -477,10 +496,14 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
             :class:`MelodyChoice`); below it the choice is None (``by="not confident"``).
             Names are not held to it.
         model: The classifier (default: the shipped one).
+        explain: Score every track by content even when a name decides (False, as a
+            build does: ``probabilities`` are NaN and ``confidence`` NaN then).
     """
-    features = track_features(roll)
-    probs = melody_probabilities(roll, features, model)
+    # Names first: when they decide, the classifier runs only if asked to explain.
+    features = track_features(roll, full=explain or not use_names)
     cand = features.candidate
+    probs = (melody_probabilities(roll, features, model) if features.full
+             else np.full(len(roll.tracks), np.nan))
     if not cand.any():
         return MelodyChoice(None, "no candidate", 0.0, probs)
     if use_names:
@@ -497,9 +520,11 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
                 # One name, perhaps split by the parser into parts by program: its
                 # biggest part (the name is what decides, not the content).
                 k = int(named[np.argmax(features.notes[named])])
-            else:
+            else:  # several names: content decides among them
+                features, probs = _scored(roll, features, probs, model)
                 k = int(named[np.argmax(probs[named])])
             return MelodyChoice(k, "name", float(probs[k]), probs)
+    features, probs = _scored(roll, features, probs, model)
     open_ = cand & np.array([not _is_bass(t, use_names) for t in roll.tracks])
     if not open_.any():
         return MelodyChoice(None, "no candidate", 0.0, probs)
@@ -511,6 +536,14 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
     if confidence < min_confidence:
         return MelodyChoice(None, "not confident", confidence, probs)
     return MelodyChoice(k, "content", confidence, probs)
+
+
+def _scored(roll, features, probs, model):
+    """Features and probabilities of every track, measured now if not yet."""
+    if features.full:
+        return features, probs
+    features = track_features(roll)
+    return features, melody_probabilities(roll, features, model)
 
 
 def _confidence(probs: np.ndarray) -> float:

@@ -79,6 +79,8 @@ class Roll:
     score_tracks: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        if self.planes is None:  # see _from_grid
+            raise ValueError("planes must be uint8 [tracks, 2, 128, T], got None")
         if self.planes.dtype != np.uint8 or self.planes.ndim != 4:
             raise ValueError(f"planes must be uint8 [tracks, 2, 128, T], got "
                              f"{self.planes.dtype} {self.planes.shape}")
@@ -91,10 +93,49 @@ class Roll:
         if self.score_tracks is None:
             self.score_tracks = tuple(range(len(self.tracks)))
 
+    @classmethod
+    def _from_grid(cls, grid: GridNotes, tracks, tempos, time_signatures, spec, source,
+                   score_tracks) -> Roll:
+        """A roll whose planes are painted from its grid notes when first read.
+
+        A build reads most songs through their notes alone (roles, the melody and the
+        merged accompaniment are painted from them): a Lakh song's full planes are ~4 MB
+        that nothing else would touch.
+        """
+        roll = cls.__new__(cls)
+        roll.__dict__.update(tracks=tuple(tracks), tempos=tuple(tempos),
+                             time_signatures=tuple(time_signatures), spec=spec,
+                             source=source, score_tracks=tuple(score_tracks), _grid=grid)
+        return roll
+
+    def __getattr__(self, name: str):
+        # Only called for attributes not set: the planes of a roll made by _from_grid.
+        if name == "planes" and "_grid" in self.__dict__:
+            planes = np.zeros((len(self.tracks), 2, PITCHES, self._grid.n_steps), np.uint8)
+            self._grid.paint(planes)
+            self.planes = planes
+            return planes
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def n_steps(self) -> int:
         """T, the length in grid steps."""
-        return self.planes.shape[-1]
+        planes = self.__dict__.get("planes")
+        return planes.shape[-1] if planes is not None else self._grid.n_steps
+
+    def merged(self, tracks: list[int]) -> np.ndarray:
+        """Tracks merged into one channel: the loudest onset and frame of any track.
+
+        Returns:
+            uint8 [2, 128, T] (zeros when ``tracks`` is empty).
+        """
+        planes = self.__dict__.get("planes")
+        if planes is None:  # painted from the notes, without the whole roll
+            return self._grid.paint_merged(tracks)
+        out = np.zeros((2, PITCHES, self.n_steps), np.uint8)
+        for k in tracks:
+            np.maximum(out, planes[k], out=out)
+        return out
 
     @property
     def n_beats(self) -> float:
@@ -121,12 +162,15 @@ class Roll:
 
     def notes(self, track: int) -> Notes:
         """The notes of one track, in steps (see :func:`planes_to_notes`)."""
+        grid = self.__dict__.get("_grid")
+        if grid is not None:
+            return grid.track_notes(track)
         return planes_to_notes(self.planes[track])
 
     def grid(self) -> GridNotes:
         """Every track's notes on the grid: kept by :func:`midi_to_roll`, which found them
         before painting the planes; else decoded from the planes once."""
-        grid = getattr(self, "_grid", None)
+        grid = self.__dict__.get("_grid")
         if grid is None:
             notes = [self.notes(k) for k in range(len(self.tracks))]
             counts = [len(n) for n in notes]
@@ -221,12 +265,7 @@ def midi_to_roll(
         rank[order] = np.arange(len(order))
         grid = grid.renumbered(rank)
         infos = [infos[k] for k in order]
-    planes = np.zeros((len(infos), 2, PITCHES, n_steps), np.uint8)
-    grid.paint(planes)
-    roll = Roll(planes, tuple(infos), tuple(tempos), tuple(signatures), spec, score.source,
-                tuple(order))
-    roll._grid = grid
-    return roll
+    return Roll._from_grid(grid, infos, tempos, signatures, spec, score.source, order)
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -279,6 +318,35 @@ class GridNotes:
         order = np.argsort(track, kind="stable")  # within a track, pitch/start order holds
         return GridNotes(track[order], self.pitch[order], self.start[order], self.end[order],
                          self.velocity[order], self.n_steps)
+
+    def paint_merged(self, tracks: list[int]) -> np.ndarray:
+        """These tracks' notes in one channel, the loudest onset and frame of any track
+        where they meet (what merging their planes gives).
+
+        Returns:
+            uint8 [2, 128, T].
+        """
+        out = np.zeros((2, PITCHES, self.n_steps), np.uint8)
+        mask = np.zeros(int(self.track.max(initial=-1)) + 1, bool)
+        mask[[k for k in tracks if k < len(mask)]] = True
+        pick = mask[self.track] if len(mask) else np.zeros(0, bool)
+        if not pick.any():
+            return out
+        n_steps = self.n_steps
+        pitch, start, end = self.pitch[pick], self.start[pick], self.end[pick]
+        velocity = self.velocity[pick]
+        flat = out.reshape(-1)
+        dur = end - start
+        ends = np.cumsum(dur)
+        cells = np.repeat((PITCHES + pitch) * n_steps + start - (ends - dur), dur) + np.arange(
+            int(ends[-1]))
+        if len(tracks) == 1:  # one track's notes never overlap on a pitch: plain writes
+            flat[pitch * n_steps + start] = velocity
+            flat[cells] = np.repeat(velocity, dur)
+        else:
+            np.maximum.at(flat, pitch * n_steps + start, velocity)
+            np.maximum.at(flat, cells, np.repeat(velocity, dur))
+        return out
 
     def paint(self, planes: np.ndarray) -> None:
         """Write the notes into zeroed ``planes`` uint8 [tracks, 2, 128, T], in place."""
