@@ -241,11 +241,13 @@ class TrackFeatures:
         return self.values[:, FEATURES.index(name)]
 
 
-def track_features(roll: Roll, *, full: bool = True) -> TrackFeatures:
+def track_features(roll: Roll, *, full: bool = True,
+                   only: list[int] | None = None) -> TrackFeatures:
     """Content features of every track, from its notes on the grid (no plane scans).
 
     With ``full=False`` only what names need is measured (candidates, percussive tracks,
-    notes, polyphony); ``values`` stay zeros.
+    notes, polyphony), and with ``only`` for those tracks alone (the others are not
+    candidates then); ``values`` stay zeros.
 
     Measured from the first onset of the song's pitched, non-percussive tracks to their
     last note's end: ``coverage`` (share of steps the track sounds), ``poly`` (share of
@@ -267,6 +269,12 @@ def track_features(roll: Roll, *, full: bool = True) -> TrackFeatures:
     program = np.array([t.program for t in roll.tracks], np.int64)
     named_drums = np.array([name_says_drums(t.name) for t in roll.tracks], bool)
     track, pitch, start, end = grid.track, grid.pitch, grid.start, grid.end
+    measured = np.ones(n_tracks, bool)
+    if only is not None and not full:
+        measured[:] = False
+        measured[list(only)] = True
+        mine = measured[track]
+        track, pitch, start, end = track[mine], pitch[mine], start[mine], end[mine]
     width = grid.n_steps + 1
 
     # Notes struck per (track, step): chords, and the steps a track strikes at all (not
@@ -284,11 +292,11 @@ def track_features(roll: Roll, *, full: bool = True) -> TrackFeatures:
     played_as_kit = (kit_share >= 0.7) & (chord_notes >= 0.2) & (distinct >= 3)
     one_key = (distinct <= 2) & (notes >= 64)  # a click or a single struck key
     percussive = drum_flag | (program >= 112) | named_drums | played_as_kit | one_key
-    candidate = ~percussive & (notes >= MIN_MELODY_NOTES)
+    candidate = ~percussive & (notes >= MIN_MELODY_NOTES) & measured
 
     values = np.zeros((n_tracks, len(FEATURES)))
     poly = np.zeros(n_tracks)
-    pitched = np.flatnonzero(~percussive & (notes > 0))
+    pitched = np.flatnonzero(~percussive & (notes > 0) & measured)
     if not candidate.any():
         return TrackFeatures(values, candidate, percussive, notes, poly)
     in_line = np.zeros(n_tracks, bool)
@@ -499,16 +507,21 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
         explain: Score every track by content even when a name decides (False, as a
             build does: ``probabilities`` are NaN and ``confidence`` NaN then).
     """
-    # Names first: when they decide, the classifier runs only if asked to explain.
-    features = track_features(roll, full=explain or not use_names)
+    # Names first: when they decide, the classifier runs only if asked to explain, and
+    # only the named tracks are measured.
+    strength = np.array([0 if t.is_drum or not use_names else melody_name_strength(t.name)
+                         for t in roll.tracks])
+    if explain or not strength.any():
+        features = track_features(roll)
+    else:
+        features = track_features(roll, full=False, only=np.flatnonzero(strength).tolist())
     cand = features.candidate
     probs = (melody_probabilities(roll, features, model) if features.full
              else np.full(len(roll.tracks), np.nan))
-    if not cand.any():
+    if features.full and not cand.any():
         return MelodyChoice(None, "no candidate", 0.0, probs)
     if use_names:
-        strength = np.array([melody_name_strength(t.name) if c else 0
-                             for t, c in zip(roll.tracks, cand, strict=True)])
+        strength = np.where(cand, strength, 0)
         for level in (2, 1):
             named = np.flatnonzero(strength == level)
             limit = MAX_NAMED_POLYPHONY if level == 2 else MAX_MELODY_POLYPHONY
@@ -525,6 +538,9 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
                 k = int(named[np.argmax(probs[named])])
             return MelodyChoice(k, "name", float(probs[k]), probs)
     features, probs = _scored(roll, features, probs, model)
+    cand = features.candidate
+    if not cand.any():
+        return MelodyChoice(None, "no candidate", 0.0, probs)
     open_ = cand & np.array([not _is_bass(t, use_names) for t in roll.tracks])
     if not open_.any():
         return MelodyChoice(None, "no candidate", 0.0, probs)

@@ -340,12 +340,17 @@ class GridNotes:
         ends = np.cumsum(dur)
         cells = np.repeat((PITCHES + pitch) * n_steps + start - (ends - dur), dur) + np.arange(
             int(ends[-1]))
-        if len(tracks) == 1:  # one track's notes never overlap on a pitch: plain writes
-            flat[pitch * n_steps + start] = velocity
-            flat[cells] = np.repeat(velocity, dur)
-        else:
-            np.maximum.at(flat, pitch * n_steps + start, velocity)
-            np.maximum.at(flat, cells, np.repeat(velocity, dur))
+        onsets, values = pitch * n_steps + start, np.repeat(velocity, dur)
+        # Within one track no two notes of a pitch overlap, so each track writes each cell
+        # once: track by track, the loudest so far is a gather, a maximum and a scatter.
+        note_bounds = np.searchsorted(self.track[pick], np.unique(self.track[pick]))
+        cell_bounds = np.append(ends[note_bounds[1:] - 1], len(cells)) if len(
+            note_bounds) > 1 else np.array([len(cells)])
+        a = c = 0
+        for b, d in zip([*note_bounds[1:], len(onsets)], cell_bounds.tolist(), strict=True):
+            flat[onsets[a:b]] = np.maximum(flat[onsets[a:b]], velocity[a:b])
+            flat[cells[c:d]] = np.maximum(flat[cells[c:d]], values[c:d])
+            a, c = b, d
         return out
 
     def paint(self, planes: np.ndarray) -> None:

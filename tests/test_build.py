@@ -346,3 +346,52 @@ def test_resume_refuses_other_options_and_fresh_build_refuses_a_used_folder(fold
         build(BuildConfig(**{**cfg, "window": 128}), resume=True)
     again = build(BuildConfig(**cfg), resume=True)
     assert again["songs"] == 2
+
+
+def _band(lines: int, names=("", "", "", "")) -> bytes:
+    """A tune (doubled note for note by a second track when lines == 2), chords and a bass
+    line, 16 bars at 480 ticks per quarter."""
+    rng = np.random.default_rng(7)
+    start = np.arange(64) * 480
+    tune = 60 + np.cumsum(rng.integers(-2, 3, 64)) % 12
+
+    def track(name, program, s, d, p, v):
+        return Track(name, program, False, Notes(s.astype(np.int64), (s + d).astype(np.int64),
+                                                 np.asarray(p, np.uint8),
+                                                 np.full(len(s), v, np.uint8)))
+
+    chords = np.repeat(np.arange(16) * 1920, 3)
+    tracks = [track(names[0], 73, start, 400, tune, 100)]
+    if lines == 2:
+        tracks.append(track(names[1], 74, start, 400, tune, 100))
+    tracks += [track(names[2], 0, chords, 1800, 48 + np.tile([0, 4, 7], 16), 70),
+               track(names[3], 33, np.arange(32) * 960, 900, 36 + np.arange(32) % 5, 90)]
+    return score_to_midi_bytes(Score(480, tracks))
+
+
+def test_an_abstention_is_a_reject_with_its_reason(tmp_path):
+    corpus = tmp_path / "songs"
+    corpus.mkdir()
+    # No names: content decides. A tune doubled note for note by a second instrument
+    # gives the classifier two equal tracks (confidence 0.5); a single tune is certain.
+    (corpus / "doubled.mid").write_bytes(_band(2))
+    (corpus / "single.mid").write_bytes(_band(1))
+    (corpus / "named.mid").write_bytes(_band(2, names=("Vocal", "Flute", "Piano", "Bass")))
+    out = tmp_path / "out"
+    build(BuildConfig(src="folder", path=str(corpus), task="melody2accomp", out=str(out),
+                      workers=1))
+    found = {Path(r["file"]).name: r for r in rejects(out)}
+    assert set(found) == {"doubled.mid"}
+    assert found["doubled.mid"]["stage"] == "pair"
+    assert found["doubled.mid"]["reason"].startswith("no confident melody: confidence 0.50")
+    assert {r["source_file"] for r in rows_by_id(out).values()} == {"single.mid", "named.mid"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["melody_by"] == {"content": 1, "name": 1, "no confident melody": 1}
+
+    # --melody-confidence 0 takes the best candidate whatever.
+    out0 = tmp_path / "out0"
+    build(BuildConfig(src="folder", path=str(corpus), task="melody2accomp", out=str(out0),
+                      workers=1, melody_confidence=0.0))
+    assert not (out0 / "rejects.parquet").is_file() or not rejects(out0)
+    assert json.loads((out0 / "manifest.json").read_text())["melody_by"] == {
+        "content": 2, "name": 1}

@@ -38,6 +38,15 @@ def test_inspect_midi_table(runner):
     melody = next(line for line in lines if line.startswith("0  MELODY"))
     assert "melody (name)" in melody and "264" in melody
     assert any(line.startswith("2  PIANO") and "other" in line for line in lines)
+    assert "melody p" in lines[5]  # the header: each track's melody probability
+
+
+def test_inspect_midi_gives_each_track_its_melody_probability(runner):
+    result = runner.invoke(main, ["inspect", "midi", str(POP909_SONGS[0]), "--json"])
+    tracks = json.loads(result.output)["tracks"]
+    probs = {t["name"]: t["melody_probability"] for t in tracks}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=0.01)  # rounded to 3 digits
+    assert probs["MELODY"] == max(probs.values())
 
 
 @pytest.mark.parametrize("parser", PARSERS)

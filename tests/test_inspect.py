@@ -215,9 +215,11 @@ def test_dataset_summary(small_dataset):
     assert groups["empty file"]["count"] == 1
     assert groups["empty file"]["examples"][0]["file"].endswith("empty.mid")
     assert s["config"]["task"] == "melody2accomp"
+    assert s["melody_by"] == {"name": 12}  # every generated song names its melody
     text = run("dataset", small_dataset)
     assert text.exit_code == 0
-    for word in ("train", "valid", "test", "rejects (2):", "empty file", "e.g.", "config:"):
+    for word in ("train", "valid", "test", "rejects (2):", "empty file", "e.g.", "config:",
+                 "melody found: 12 by name"):
         assert word in text.output
 
 

@@ -277,3 +277,17 @@ def test_lpd17_is_drums_plus_program_groups():
     assert [lpd17_family(p, False) for p in range(0, 128, 8)] == list(LPD17[1:])
     assert lpd17_family(7, False) == "piano" and lpd17_family(8, False) == "chromatic percussion"
     assert lpd17_family(40, True) == "drums"
+
+
+@pytest.mark.parametrize("names", [True, False])
+def test_a_build_choice_is_the_explained_choice(names):
+    # choose_melody(explain=False), as a build calls it, scores content only when names
+    # do not decide: the same track either way.
+    rolls = [midi_to_roll(p) for p in POP909_SONGS]
+    rolls += [midi_to_roll(Score(480, [_track("Lead Guitar", 29, False, _line(low=72)),
+                                       _track("Solo", 0, False, _line(low=60)),
+                                       _track("Piano", 0, False, _chords())]))]
+    for roll in rolls:
+        roll = roll if names else erase_names(roll)
+        explained, quick = choose_melody(roll), choose_melody(roll, explain=False)
+        assert (quick.track, quick.by) == (explained.track, explained.by)
