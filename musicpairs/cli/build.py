@@ -37,6 +37,11 @@ def _list_tasks(ctx: click.Context, _param, value: bool) -> None:
               help="Onsets a window's source and target each need to be kept.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.5,
               show_default=True, help="version2version: lowest alignment confidence kept.")
+@click.option("--melody-confidence", type=click.FloatRange(0, 1), default=0.6,
+              show_default=True,
+              help="Melody tasks: how clearly the classifier must prefer a melody found by "
+                   "content over the runner-up (its share of the best two; 0.5 is a tie); "
+                   "files below go to rejects as 'no confident melody'. 0: always pick.")
 @click.option("--steps-per-beat", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--songs-per-shard", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--parser", type=click.Choice(PARSERS), default="symusic", show_default=True)
@@ -47,16 +52,17 @@ def _list_tasks(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in --out.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N songs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one final JSON line.")
-def build(src, path, task, out, window, hop, min_notes, min_confidence, steps_per_beat,
-          songs_per_shard, parser, group_by, workers, scheduler, resume, limit,
-          as_json) -> None:
+def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_confidence,
+          steps_per_beat, songs_per_shard, parser, group_by, workers, scheduler, resume,
+          limit, as_json) -> None:
     """Crawl a corpus, pair and window its songs on Dask, write Parquet shards."""
     from musicpairs.build import BuildConfig
     from musicpairs.build import build as run_build
 
     cfg = BuildConfig(src=src, path=path, task=task, out=out, window=window, hop=hop,
                       min_notes=min_notes, min_confidence=min_confidence,
-                      steps_per_beat=steps_per_beat, songs_per_shard=songs_per_shard,
+                      melody_confidence=melody_confidence, steps_per_beat=steps_per_beat,
+                      songs_per_shard=songs_per_shard,
                       parser=parser, group_by=group_by, workers=workers,
                       scheduler=scheduler, limit=limit)
     try:
