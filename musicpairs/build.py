@@ -201,9 +201,8 @@ def pair_song(song: Song, cfg: BuildConfig, melody_by: dict[str, int] | None = N
                                             min_confidence=cfg.melody_confidence)
             except PairingError as e:
                 rejects.append(_reject(source.uri, song.song_id, "pair", e.reason))
-                for kind in ("no confident melody", "no melody track"):
-                    if e.reason.startswith(kind):
-                        melody_by[kind] = melody_by.get(kind, 0) + 1
+                if e.kind:
+                    melody_by[e.kind] = melody_by.get(e.kind, 0) + 1
                 continue
             melody_by[by] = melody_by.get(by, 0) + 1
             found = cut_windows(cfg.task, song.song_id, src, tgt, roll.downbeats, cfg.windows,

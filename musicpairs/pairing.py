@@ -41,14 +41,18 @@ CHANNELS = {
 
 
 class PairingError(MusicpairsError):
-    """A song or file yields no pair; ``reason`` says why (no melody, no usable window...)."""
+    """A song or file yields no pair; ``reason`` says why (no melody, no usable window...).
 
-    def __init__(self, path: str, reason: str):
-        self.path, self.reason = path, reason
+    ``kind`` names the reason without its particulars where a build counts it
+    (``no confident melody``, ``no melody track``); empty otherwise.
+    """
+
+    def __init__(self, path: str, reason: str, kind: str = ""):
+        self.path, self.reason, self.kind = path, reason, kind
         super().__init__(f"{path}: {reason}")
 
     def __reduce__(self):
-        return (type(self), (self.path, self.reason))
+        return (type(self), (self.path, self.reason, self.kind))
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,11 @@ def melody_split(roll: Roll, task: str, *,
         if choice.by == "not confident":
             raise PairingError(roll.source, f"no confident melody: confidence "
                                f"{choice.confidence:.2f} < {min_confidence:.2f} "
-                               "(--melody-confidence; two tracks look alike)")
+                               "(--melody-confidence; two tracks look alike)",
+                               kind="no confident melody")
         raise PairingError(roll.source, "no melody track (no pitched, non-percussive track "
-                           "that is a plausible line)")
+                           "that is a plausible line)", kind="no melody track")
     melody = choice.track
-    roles = assign_roles(roll, choice=choice)
     source = roll.merged([melody])
     others = [k for k in range(len(roll.tracks)) if k != melody]
     if task == "melody2accomp":
@@ -129,6 +133,7 @@ def melody_split(roll: Roll, task: str, *,
         if not pitched:
             raise PairingError(roll.source, "no accompaniment track besides the melody")
         return source, merge_tracks(roll, pitched), choice.by
+    roles = assign_roles(roll, choice=choice)
     families = [merge_tracks(roll, [k for k in others if roles[k].lpd5 == family])
                 for family in LPD5]
     if not any(f.any() for f in families):

@@ -170,8 +170,6 @@ def choose_melody(roll: Roll, *, use_names: bool = True, min_confidence: float =
     if not cand.any():
         return MelodyChoice(None, "no candidate", 0.0, probs)
     open_ = cand & np.array([not _is_bass(t, use_names) for t in roll.tracks])
-    if not open_.any():
-        return MelodyChoice(None, "no candidate", 0.0, probs)
     masked = np.where(open_ & (features.poly <= MAX_MELODY_POLYPHONY), probs, -1.0)
     k = int(np.argmax(masked))
     if masked[k] < 0:
