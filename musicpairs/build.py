@@ -56,7 +56,10 @@ MAX_DTW_CELLS = 25_000_000
 # Fields that change what a build writes: a resumed build must agree on all of them.
 _DATA_FIELDS = ("src", "path", "task", "steps_per_beat", "window", "hop", "min_notes",
                 "min_confidence", "melody_confidence", "songs_per_shard", "max_notes",
-                "parser", "limit", "group_by", "splits")
+                "parser", "limit", "group_by", "splits", "dedup", "dedup_threshold", "groups",
+                "keep")
+DEDUP_MODES = ("none", "md5", "content")
+CURATED_SOURCES = ("pop909", "bach")  # corpora that name their own songs
 
 
 class BuildError(MusicpairsError):
@@ -84,6 +87,14 @@ class BuildConfig:
         songs_per_shard: Songs per partition (one task, one shard per split).
         max_notes: Files with more notes are rejected before they are laid on the grid.
         splits: train / valid / test fractions, by a stable hash of the song id.
+        dedup: How files are grouped into songs before splits are decided: ``none``
+            (the corpus's songs), ``md5`` (and byte-identical files), ``content`` (and
+            near-duplicates, by ``dedup.py``'s fingerprints). POP909 and Bach keep their
+            own songs; ``content`` there only reports cross-song copies.
+        dedup_threshold: Shingles two files must share to be one song (``content``).
+        groups: A published near-duplicate list (JSON) whose groups are used instead of
+            content.
+        keep: ``all`` versions of a song, or ``one`` (its first file) per song.
         workers: Local Dask worker processes (None: all cores); not used with scheduler.
         scheduler: Address of an existing Dask scheduler (``tcp://host:port``).
     """
@@ -104,6 +115,10 @@ class BuildConfig:
     limit: int | None = None
     group_by: str = "file"
     splits: tuple[float, float, float] = DEFAULT_SPLITS
+    dedup: str = "content"
+    dedup_threshold: int = 24
+    groups: str | None = None
+    keep: str = "all"
     workers: int | None = None
     scheduler: str | None = None
 
@@ -114,6 +129,15 @@ class BuildConfig:
             raise BuildError("window and hop must be positive")
         if not 0.0 <= self.melody_confidence <= 1.0:
             raise BuildError(f"melody_confidence must be in [0, 1], got {self.melody_confidence}")
+        if self.dedup not in DEDUP_MODES:
+            raise BuildError(f"unknown dedup {self.dedup!r}; choose one of "
+                             f"{', '.join(DEDUP_MODES)}")
+        if self.keep not in ("all", "one"):
+            raise BuildError(f"keep must be 'all' or 'one', got {self.keep!r}")
+        if self.dedup_threshold < 1:
+            raise BuildError("dedup_threshold must be at least 1")
+        if self.keep == "one" and self.task == "version2version":
+            raise BuildError("version2version needs every version of a song: use --keep all")
         if abs(sum(self.splits) - 1.0) > 1e-9 or min(self.splits) < 0:
             raise BuildError(f"split fractions must be >= 0 and sum to 1, got {self.splits}")
 
@@ -368,6 +392,40 @@ def local_cluster(workers: int):
                             dashboard_address=":0", silence_logs=logging.ERROR)
 
 
+class _Tasks:
+    """Dask tasks in flight, a few per worker; the cluster starts with the first task."""
+
+    def __init__(self, cfg: BuildConfig, progress: Callable[[int], None] | None = None):
+        self.cfg, self.progress = cfg, progress
+        self.client = self.cluster = None
+        self.pending: set = set()
+        self.done = 0
+
+    def submit(self, fn, *args) -> None:
+        if self.client is None:
+            self.client, self.cluster = _client(self.cfg)
+            self.limit = 2 * max(1, len(self.client.scheduler_info().get("workers", {})))
+        while len(self.pending) >= self.limit:
+            self._wait_one()
+        self.pending.add(self.client.submit(fn, *args, pure=False,
+                                            key=f"musicpairs-{fn.__name__}-{time.time_ns()}"))
+
+    def drain(self) -> None:
+        while self.pending:
+            self._wait_one()
+
+    def _wait_one(self) -> None:
+        self.done += _wait_one(self.pending)
+        if self.progress:
+            self.progress(self.done)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
 def build(
     cfg: BuildConfig,
     *,
@@ -378,59 +436,80 @@ def build(
 
     Args:
         cfg: The build's configuration.
-        resume: Keep the partitions an earlier run of the same build finished.
+        resume: Keep the fingerprints, songs and partitions an earlier run of the same
+            build finished.
         progress: Called with (partitions done, partitions in all or None while the
             crawl goes on) as partitions finish.
 
     Returns:
         The summary: ``files``, ``songs``, ``pairs``, ``splits`` (pairs per split),
-        ``rejected``, ``seconds``, ``out``.
+        ``rejected``, ``seconds``, ``out``, ``dedup``.
 
     Raises:
         BuildError: Bad options, or an output folder that is in the way.
     """
     t0 = time.perf_counter()
     corpus = make_corpus(cfg.src, cfg.path, group_by=cfg.group_by)  # fails before any write
+    if cfg.groups:
+        from musicpairs.dedup import read_group_lists
+
+        try:
+            read_group_lists(cfg.groups)
+        except ValueError as e:
+            raise BuildError(str(e)) from e
     out = _prepare_out(cfg, resume)
     n_partitions = done = 0
-    client = cluster = None
-    pending: set = set()
+    tasks = _Tasks(cfg)
     try:
+        songs = _songs(cfg, corpus, out, tasks)
+        tasks.done = 0
+        tasks.progress = progress and (lambda n: progress(done + n, None))
         # Partitions are formed as the crawl yields songs and at most a few per worker
         # are in flight, so an archive's bytes never sit in memory all at once.
-        for index, songs in enumerate(_partitions(corpus, cfg)):
+        for index, batch in enumerate(_partitions(songs, cfg)):
             n_partitions += 1
             if (out / RECORDS / f"part-{index:05d}.json").is_file():
                 done += 1
                 continue
-            if client is None:
-                client, cluster = _client(cfg)
-                limit = 2 * max(1, len(client.scheduler_info().get("workers", {})))
-            while len(pending) >= limit:
-                done += _wait_one(pending)
-                if progress:
-                    progress(done, None)
-            pending.add(client.submit(build_partition, index, songs, cfg, pure=False,
-                                      key=f"musicpairs-part-{index:05d}-{time.time_ns()}"))
-        while pending:
-            done += _wait_one(pending)
-            if progress:
-                progress(done, n_partitions)
+            tasks.submit(build_partition, index, batch, cfg)
+        tasks.drain()
+        done += tasks.done
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        tasks.close()
     if progress:
         progress(done, n_partitions)
     return _finish(cfg, out, corpus, n_partitions, time.perf_counter() - t0)
 
 
-def _partitions(corpus, cfg: BuildConfig):
+def _songs(cfg: BuildConfig, corpus, out: Path, tasks: _Tasks):
+    """The songs to pair: the corpus's own, or its files grouped (``songs.parquet``)."""
+    from musicpairs import songs as song_stage
+
+    corpus.rejected.clear()
+    if cfg.dedup == "none" and not cfg.groups:
+        return song_stage.crawl_songs(corpus, cfg.limit)
+    import pyarrow.parquet as pq
+
+    path = out / song_stage.SONGS_FILE
+    if not path.is_file():
+        folder = out / RECORDS / song_stage.FINGERPRINTS
+        content = cfg.dedup == "content" and not cfg.groups
+        folder.mkdir(parents=True, exist_ok=True)
+        files = song_stage.fingerprint_corpus(corpus, cfg.limit, cfg.songs_per_shard, folder,
+                                              content, tasks.submit)
+        tasks.drain()
+        table = song_stage.group_corpus(
+            files, folder, mode=cfg.dedup, threshold=cfg.dedup_threshold, groups=cfg.groups,
+            curated=cfg.src in CURATED_SOURCES,
+            split_of=lambda song_id: split_of(song_id, cfg.splits))
+        song_stage.write_songs(out, table)
+    corpus.rejected.clear()  # the pairing crawl finds them again
+    return song_stage.grouped_songs(corpus, cfg.limit, pq.read_table(path), cfg.keep)
+
+
+def _partitions(songs, cfg: BuildConfig):
     batch: list[Song] = []
-    for n, song in enumerate(corpus.songs()):
-        if cfg.limit is not None and n >= cfg.limit:
-            break
+    for song in songs:
         batch.append(song)
         if len(batch) == cfg.songs_per_shard:
             yield batch
@@ -466,6 +545,7 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         for by, n in r.get("melody_by", {}).items():
             melody_by[by] = melody_by.get(by, 0) + n
     splits = {s: sum(x["rows"] for x in shards if x["split"] == s) for s in SPLITS}
+    dedup = _dedup_summary(cfg, out)
     summary = {
         "files": sum(r["files"] for r in records) + len(corpus.rejected),
         "songs": sum(r["songs"] for r in records),
@@ -474,6 +554,7 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         "rejected": n_rejected,
         "seconds": round(seconds, 3),
         "out": str(out),
+        "dedup": dedup,
     }
     manifest = {
         "schema_version": cfg.shard_meta().schema_version,
@@ -483,9 +564,23 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         "counts": {k: summary[k] for k in ("files", "songs", "pairs", "splits", "rejected")},
         # Melody tasks: how each file's melody was found (by name, by content) or why not.
         "melody_by": melody_by if cfg.task in ("melody2accomp", "melody2band") else None,
+        # How files were grouped into songs (songs.parquet holds the file-by-file table).
+        "dedup": dedup,
         "shards": sorted(shards, key=lambda s: s["path"]),
         "packages": _package_versions(),
         "seconds": summary["seconds"],
     }
     atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=2).encode())
     return summary
+
+
+def _dedup_summary(cfg: BuildConfig, out: Path) -> dict[str, Any] | None:
+    path = out / "songs.parquet"
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    from musicpairs.songs import dedup_summary
+
+    return {"mode": "list" if cfg.groups else cfg.dedup, "threshold": cfg.dedup_threshold,
+            "keep": cfg.keep, **dedup_summary(pq.read_table(path))}

@@ -386,10 +386,11 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
 
     Returns:
         A JSON-ready dict: ``root``, ``task``, ``meta``, ``counts``, ``melody_by`` (melody
-        tasks: files whose melody was found by name, by content, or not), ``splits`` (per split:
-        shards, rows, songs, bytes), ``rejects`` (``total`` and ``groups``: stage, kind,
-        count, examples of file and reason), ``config``, ``corpus``, ``seconds``,
-        ``packages``.
+        tasks: files whose melody was found by name, by content, or not), ``splits`` (per
+        split: shards, rows, songs, bytes), ``songs`` (the manifest's ``dedup``: how files
+        were grouped into songs, the largest songs), ``rejects`` (``total`` and
+        ``groups``: stage, kind, count, examples of file and reason), ``config``,
+        ``corpus``, ``seconds``, ``packages``.
 
     Raises:
         DatasetError: No manifest.
@@ -426,6 +427,7 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
         "meta": manifest.get("meta", {}),
         "counts": manifest["counts"],
         "melody_by": manifest.get("melody_by"),
+        "songs": manifest.get("dedup"),
         "splits": splits,
         "rejects": {"total": total,
                     "groups": sorted(groups.values(), key=lambda g: (-g["count"], g["kind"]))},
@@ -456,6 +458,12 @@ def format_dataset_summary(s: dict[str, Any]) -> str:
         lines += ["", "melody found: " + ", ".join(
             f"{n} {'by ' if by in ('name', 'content') else ''}{by}"
             for by, n in sorted(s["melody_by"].items(), key=lambda x: -x[1]))]
+    d = s.get("songs")
+    if d:
+        lines += ["", f"songs ({d['mode']}): {d['songs']} from {d['files']} files; "
+                  f"{d['files_in_shared_songs']} files in songs of several; "
+                  f"{d['cross_song_copies']} copies across songs (songs.parquet)"]
+        lines += [f"  {n:>6}  {song}" for song, n in d["largest"]]
     if s["rejects"]["groups"]:
         lines += ["", f"rejects ({s['rejects']['total']}):"]
         for g in s["rejects"]["groups"]:

@@ -113,7 +113,8 @@ def test_build_json_line_and_bad_path(runner, tmp_path):
                                   str(out), "--workers", "1", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert set(summary) == {"files", "songs", "pairs", "splits", "rejected", "seconds", "out"}
+    assert set(summary) == {"files", "songs", "pairs", "splits", "rejected", "seconds", "out",
+                            "dedup"}
     assert summary["files"] == 1 and summary["rejected"] == 1  # 3 notes: no usable window
     result = runner.invoke(main, ["build", "--src", "pop909", "--path", str(tmp_path / "no"),
                                   "--out", str(tmp_path / "o2")])

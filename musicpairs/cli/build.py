@@ -47,14 +47,26 @@ def _list_tasks(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--parser", type=click.Choice(PARSERS), default="symusic", show_default=True)
 @click.option("--group-by", type=click.Choice(["file", "parent"]), default="file",
               show_default=True, help="folder: song id from the file stem or parent folder.")
+@click.option("--dedup", type=click.Choice(["none", "md5", "content"]), default="content",
+              show_default=True,
+              help="Group files into songs before splits: the corpus's songs only (none), "
+                   "and identical files (md5), and near-duplicates by content. POP909 and "
+                   "Bach keep their songs; content reports copies across them.")
+@click.option("--dedup-threshold", type=click.IntRange(min=1), default=24, show_default=True,
+              help="content: melodic shingles two files must share to be one song.")
+@click.option("--groups", type=click.Path(exists=True, dir_okay=False),
+              help="A published near-duplicate list (JSON, both ISMIR 2025 Lakh layouts) "
+                   "to group files by, instead of content.")
+@click.option("--keep", type=click.Choice(["all", "one"]), default="all", show_default=True,
+              help="Every version of a song, or only its first file.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local Dask workers [all cores].")
 @click.option("--scheduler", help="Run on an existing Dask cluster (tcp://host:port).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in --out.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N songs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one final JSON line.")
 def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_confidence,
-          steps_per_beat, songs_per_shard, parser, group_by, workers, scheduler, resume,
-          limit, as_json) -> None:
+          steps_per_beat, songs_per_shard, parser, group_by, dedup, dedup_threshold, groups,
+          keep, workers, scheduler, resume, limit, as_json) -> None:
     """Crawl a corpus, pair and window its songs on Dask, write Parquet shards."""
     from musicpairs.build import BuildConfig
     from musicpairs.build import build as run_build
@@ -63,7 +75,8 @@ def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_c
                       min_notes=min_notes, min_confidence=min_confidence,
                       melody_confidence=melody_confidence, steps_per_beat=steps_per_beat,
                       songs_per_shard=songs_per_shard,
-                      parser=parser, group_by=group_by, workers=workers,
+                      parser=parser, group_by=group_by, dedup=dedup,
+                      dedup_threshold=dedup_threshold, groups=groups, keep=keep, workers=workers,
                       scheduler=scheduler, limit=limit)
     try:
         summary = run_build(cfg, resume=resume, progress=_ProgressBar())
@@ -77,6 +90,11 @@ def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_c
                    f"test {s['test']}) from {summary['songs']} songs, {summary['files']} "
                    f"files; {summary['rejected']} rejected; {summary['seconds']:.1f} s "
                    f"-> {summary['out']}")
+        d = summary.get("dedup")
+        if d:
+            click.echo(f"songs ({d['mode']}): {d['songs']} from {d['files']} files, "
+                       f"{d['files_in_shared_songs']} files in songs of several; "
+                       f"{d['cross_song_copies']} copies across songs -> songs.parquet")
 
 
 class _ProgressBar:

@@ -1,0 +1,498 @@
+"""Content fingerprints of MIDI files, and near-duplicate files grouped into songs.
+
+A popular song sits in a MIDI collection many times over: re-sequenced, transposed, at
+another tempo or time division, with tracks added, dropped or renamed, bars cut. What the
+copies keep is the tune. A file's fingerprint is the set of its melodic shingles:
+
+* For every pitched track (no drums, no sound effects), its *top line*: at each onset on
+  a grid of sixteenths (so time division and tempo do not matter), its highest note. A
+  vocal line is its own top line; a piano part's is mostly its tune. The top line of all
+  non-bass tracks merged is one more line, so a solo-piano transcription can meet a band
+  arrangement's vocal.
+* Repeated pitches are dropped (arrangers re-articulate a held note freely); what is left
+  is the line's intervals, clipped to an octave, which a transposition does not change.
+* A shingle is 7 consecutive intervals holding at least 4 different values (octave runs,
+  trills and two-note figures say little about which song it is). Bass tracks (GM
+  programs 32-39) give shingles of their own kind. Each shingle is kept as a 32-bit hash;
+  a Lakh file has a few hundred to a few thousand.
+
+Two files are versions of one song when they share at least ``threshold`` shingles
+(default 24) and at least 1.5 % of the smaller file's. Shingles held by more than
+``max_df`` files are generic figures and are not counted. Songs are the connected
+components of those links, of the corpus's own songs (a Lakh MSD id, a ``clean_midi``
+title) and of identical bytes. Counting is exact and out of core: shingles are spilled to
+disk in hash buckets and counted one bucket at a time.
+
+Where this is weak, measured (README, "Songs and near-duplicates"): versions that share
+no stretch of tune (a solo-piano transcription against a band arrangement with another
+melody line) stay apart, and in a corpus of one style (POP909's pentatonic ballads,
+arranged alike) different songs share as many shingles as Lakh's versions do, so there a
+corpus's own songs are kept and only near-identical copies are reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHINGLE_INTERVALS = 7
+MIN_DISTINCT_INTERVALS = 4
+DEFAULT_THRESHOLD = 24
+DEFAULT_MAX_DF = 256
+FINGERPRINT_VERSION = 1
+_STEPS_PER_BEAT = 4
+_BASS_PROGRAMS = range(32, 40)
+_EFFECT_PROGRAMS = range(112, 128)
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class TrackLine:
+    """One pitched part for fingerprinting: GM program, onsets in ticks, pitches."""
+
+    program: int
+    start: np.ndarray
+    pitch: np.ndarray
+
+
+def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The top line of several parts at once: at each onset of a part, its highest note.
+
+    Args:
+        line: int64 [N], which part each note is in (0 <= line < 2**20).
+        start: int64 [N] grid steps (>= 0). pitch: int64 [N].
+
+    Returns:
+        (line int64 [M], pitch int64 [M]): the top lines, part after part, in time order.
+    """
+    key = ((line << np.int64(40)) | start) << np.int64(7) | pitch
+    key.sort()
+    onset = key >> np.int64(7)
+    last = np.empty(len(key), bool)             # the highest note of each onset
+    np.not_equal(onset[1:], onset[:-1], out=last[:-1])
+    last[-1:] = True
+    top = key[last]
+    return top >> np.int64(47), top & np.int64(127)
+
+
+def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.ndarray:
+    """Hashed shingles of lines of pitches (part after part, in time order).
+
+    Args:
+        line: int64 [M] part of each note. pitch: int64 [M].
+        tag: int64 [parts]: 1 for a bass part (its shingles are of their own kind).
+
+    Returns:
+        uint32 [K]: a hash per shingle (7 intervals holding >= 4 distinct values).
+    """
+    n = SHINGLE_INTERVALS
+    steps = np.diff(pitch)
+    where = line[1:]
+    keep = (steps != 0) & (where == line[:-1])  # repeats dropped, nothing across parts
+    steps, where = np.clip(steps[keep], -12, 12) + 12, where[keep]
+    k = len(steps) - n + 1
+    if k < 1:
+        return np.zeros(0, np.uint32)
+    # Seven shifted views of the intervals: exact 5-bit codes and a mask of the values.
+    code = tag[where[:k]].astype(np.uint64)
+    seen = np.zeros(k, np.uint32)
+    for i in range(n):
+        part = steps[i : i + k]
+        code = (code << np.uint64(5)) | part.astype(np.uint64)
+        seen |= np.left_shift(np.uint32(1), part.astype(np.uint32))
+    ok = where[:k] == where[n - 1 :]            # the window lies in one part
+    ok &= np.bitwise_count(seen) >= MIN_DISTINCT_INTERVALS
+    return ((code[ok] * _HASH_MULT) >> np.uint64(32)).astype(np.uint32)
+
+
+def fingerprint_tracks(tracks: Iterable[TrackLine], ticks_per_quarter: int) -> np.ndarray:
+    """A file's fingerprint from its pitched tracks (drums already left out).
+
+    Returns:
+        uint32 [K]: sorted, unique shingle hashes.
+    """
+    parts = [t for t in tracks
+             if t.program not in _EFFECT_PROGRAMS and len(t.pitch) > SHINGLE_INTERVALS]
+    if not parts:
+        return np.zeros(0, np.uint32)
+    scale = _STEPS_PER_BEAT / ticks_per_quarter
+    steps = [np.rint(t.start * scale).astype(np.int64) for t in parts]
+    # Every part has a line of its own, and the non-bass parts one merged line more.
+    bass = [t.program in _BASS_PROGRAMS for t in parts]
+    own = list(range(len(parts)))
+    merged = [k for k in own if not bass[k]]
+    if len(merged) == 1:
+        merged = []                             # the merged line would repeat a part
+    pick = own + merged
+    tag = np.array([int(bass[k]) for k in own] + [0], np.int64)
+    line = np.repeat(np.arange(len(pick)).clip(max=len(own)), [len(steps[k]) for k in pick])
+    start = np.concatenate([steps[k] for k in pick])
+    pitch = np.concatenate([parts[k].pitch for k in pick]).astype(np.int64)
+    top_line, top_pitch = top_lines(line, start, pitch)
+    shingles = line_shingles(top_line, top_pitch, tag)
+    shingles.sort()
+    return shingles[np.r_[True, shingles[1:] != shingles[:-1]]] if len(shingles) else shingles
+
+
+def fingerprint_score(score) -> np.ndarray:
+    """The fingerprint of a :class:`musicpairs.midi.Score` (any parser).
+
+    Returns:
+        uint32 [K]: sorted, unique shingle hashes.
+    """
+    lines = (TrackLine(t.program, t.notes.start, t.notes.pitch)
+             for t in score.tracks if not t.is_drum)
+    return fingerprint_tracks(lines, score.ticks_per_quarter)
+
+
+def fingerprint_midi(data: bytes, name: str = "") -> np.ndarray:
+    """The fingerprint of MIDI bytes, parsed by symusic without building a Score.
+
+    Raises:
+        MidiReadError: The bytes are not a MIDI file symusic can read.
+
+    Returns:
+        uint32 [K]: sorted, unique shingle hashes.
+    """
+    import symusic
+
+    from musicpairs.errors import MidiReadError
+    from musicpairs.midi import check_midi_bytes
+
+    check_midi_bytes(data, name)
+    try:
+        score = symusic.Score.from_midi(data)
+    except Exception as e:  # noqa: BLE001 - symusic raises bare RuntimeErrors
+        raise MidiReadError(name, f"symusic could not parse it: {e}") from e
+    tpq = int(score.ticks_per_quarter)
+    if tpq <= 0:
+        raise MidiReadError(name, f"time division {tpq} is not ticks per quarter note")
+    lines = []
+    for t in score.tracks:
+        if t.is_drum or not len(t.notes):
+            continue
+        arr = t.notes.numpy()
+        lines.append(TrackLine(int(t.program), arr["time"], arr["pitch"]))
+    return fingerprint_tracks(lines, tpq)
+
+
+# --------------------------------------------------------------------------------------
+# Published duplicate lists
+
+
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def read_group_lists(path: str | Path) -> list[list[str]]:
+    """Groups of files (by md5) from a published near-duplicate list.
+
+    Two JSON layouts are read, both as the ISMIR 2025 Lakh de-duplication lists write
+    them, files named ``<h>__<md5>`` (``lmd_full/<h>/<md5>.mid``) or by path:
+
+    * ``{"h__md5": ["h__md5", ...]}``: a file and its duplicates;
+    * ``{"artist__title": {"survived_file": "h__md5", "remove_file_list": [...]}}``.
+
+    A plain ``{"name": ["md5", ...]}`` reads as the first layout.
+
+    Raises:
+        ValueError: The file is not JSON in either layout, or names no md5.
+
+    Returns:
+        The groups, each a sorted list of md5s; groups that share a file are merged.
+    """
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read a duplicate list: {e}") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a duplicate list is a JSON object, got {type(doc).__name__}")
+
+    def md5s(*entries) -> list[str]:
+        found = []
+        for entry in entries:
+            hit = _MD5.findall(str(entry).lower())
+            if not hit:
+                raise ValueError(f"{path}: {entry!r} names no md5")
+            found.append(hit[-1])
+        return found
+
+    raw: list[list[str]] = []
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            if "survived_file" not in value:
+                raise ValueError(f"{path}: {key!r} has no 'survived_file'")
+            raw.append(md5s(value["survived_file"], *value.get("remove_file_list", [])))
+        elif isinstance(value, list):
+            head = md5s(key) if _MD5.search(str(key).lower()) else []
+            raw.append(head + md5s(*value))
+        else:
+            raise ValueError(f"{path}: {key!r} is neither a list nor a survived_file entry")
+    if not any(raw):
+        raise ValueError(f"{path}: names no files")
+    # Merge groups that share a file, as overlapping published clusters do.
+    index = {m: i for i, m in enumerate(sorted({m for g in raw for m in g}))}
+    uf = UnionFind(len(index))
+    for g in raw:
+        for m in g[1:]:
+            uf.union(index[g[0]], index[m])
+    merged: dict[int, list[str]] = {}
+    for m, i in index.items():
+        merged.setdefault(uf.find(i), []).append(m)
+    return sorted(sorted(g) for g in merged.values())
+
+
+class UnionFind:
+    """Disjoint sets over 0..n-1; the root of a set is its smallest member."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return int(root)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = (ra, rb) if ra < rb else (rb, ra)
+            self.parent[hi] = lo
+
+    def roots(self) -> np.ndarray:
+        """int64 [n]: each member's root."""
+        return np.array([self.find(i) for i in range(len(self.parent))], np.int64)
+
+
+def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """How many shingles each pair of files shares, from one bucket of shingles.
+
+    Args:
+        entries: (shingle hashes uint32 [K], file indices uint32 [K]) chunks of a bucket.
+        max_df: Shingles held by more files are not counted.
+
+    Returns:
+        (pair keys uint64 [P] = ``low << 32 | high`` file index, counts int64 [P]),
+        keys sorted and unique.
+    """
+    chunks = list(entries)
+    if not chunks:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    h = np.concatenate([c[0] for c in chunks])
+    f = np.concatenate([c[1] for c in chunks]).astype(np.uint64)
+    order = np.lexsort((f, h))
+    h, f = h[order], f[order]
+    # Runs of equal hashes: the files that hold one shingle.
+    start = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    length = np.diff(np.r_[start, len(h)])
+    keep = (length >= 2) & (length <= max_df)
+    run = np.repeat(np.arange(len(start)), length)
+    pos = np.flatnonzero(keep[run])
+    run = run[pos]
+    keys = []
+    k = 1
+    while len(pos):
+        # Pairs (pos, pos + k) inside one run: a run of L files gives L - k of them, and
+        # runs no longer than k drop out, so most work is done in the first few rounds.
+        nxt = pos + k
+        ok = nxt < start[run] + length[run]
+        pos, run, nxt = pos[ok], run[ok], nxt[ok]
+        if len(pos):
+            keys.append((f[pos] << np.uint64(32)) | f[nxt])
+        k += 1
+    if not keys:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    pairs, counts = np.unique(np.concatenate(keys), return_counts=True)
+    return pairs, counts.astype(np.int64)
+
+
+
+# A cross-song match in a corpus that names its own songs (POP909, Bach) is reported
+# when the smaller file's shingles are at least this much shared: a copy, not a likeness.
+COPY_CONTAINMENT = 0.5
+# Two files are versions when they share >= threshold shingles and at least this share
+# of the smaller file's: big files share a few dozen generic figures by chance.
+MIN_CONTAINMENT = 0.015
+
+
+# --------------------------------------------------------------------------------------
+# Grouping (on the driver)
+
+
+@dataclass
+class Grouping:
+    """Which song each file of a corpus belongs to.
+
+    Attributes:
+        root: int64 [F], the group of each file: its first file in crawl order.
+        how: The strongest link that put each file in its group: ``self`` (its group's
+            first file), ``corpus`` (the corpus names them one song), ``md5``,
+            ``content``, ``list`` (``--groups``).
+        similarity: float32 [F], shared shingles over the smaller file's shingles,
+            against the group's first file (1 for itself; 0 when linked only through
+            other files or by name).
+        shingles: int64 [F], shingles per file.
+        copies: (file, file, similarity) of cross-song copies found in a corpus whose
+            songs are its own (nothing merged there).
+    """
+
+    root: np.ndarray
+    how: list[str]
+    similarity: np.ndarray
+    shingles: np.ndarray
+    copies: list[tuple[int, int, float]]
+
+
+def read_fingerprints(folder: str | Path, n_files: int) -> tuple[list[str], np.ndarray]:
+    """md5 and shingle count of every file, from the fingerprint tables.
+
+    Returns:
+        (md5 of each file, "" where unknown; int64 [F] shingles per file).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    md5 = [""] * n_files
+    counts = np.zeros(n_files, np.int64)
+    for path in sorted(Path(folder).glob("part-*.parquet")):
+        t = pq.read_table(path, columns=["file", "md5", "shingles"])
+        files = t.column("file").to_numpy()
+        for f, m in zip(files.tolist(), t.column("md5").to_pylist(), strict=True):
+            md5[f] = m
+        counts[files] = pc.list_value_length(t.column("shingles")).to_numpy()
+    return md5, counts
+
+
+def _bucketed(folder: str | Path, buckets: int) -> Iterator[Iterator[tuple[np.ndarray,
+                                                                           np.ndarray]]]:
+    """The fingerprint tables' (shingle, file) entries, one bucket of hashes at a time.
+
+    The tables are read once and their entries spilled to one raw file per bucket, so the
+    driver never holds more than a table and a bucket.
+    """
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(dir=folder) as spill:
+        sinks = [(Path(spill) / f"b{b:03d}.bin").open("wb") for b in range(buckets)]
+        try:
+            for path in sorted(Path(folder).glob("part-*.parquet")):
+                t = pq.read_table(path, columns=["file", "shingles"])
+                col = t.column("shingles").combine_chunks()
+                values = col.values.to_numpy(zero_copy_only=False)
+                lengths = np.diff(col.offsets.to_numpy())
+                files = np.repeat(t.column("file").to_numpy(), lengths).astype(np.uint32)
+                bucket = values % np.uint32(buckets)
+                order = np.argsort(bucket, kind="stable")
+                cuts = np.searchsorted(bucket[order], np.arange(buckets + 1))
+                for b in range(buckets):
+                    sel = order[cuts[b] : cuts[b + 1]]
+                    if len(sel):
+                        sinks[b].write(np.stack([values[sel], files[sel]], 1).tobytes())
+        finally:
+            for sink in sinks:
+                sink.close()
+        for b in range(buckets):
+            raw = np.fromfile(Path(spill) / f"b{b:03d}.bin", np.uint32).reshape(-1, 2)
+            yield iter([(raw[:, 0], raw[:, 1])])
+
+
+def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
+                folder: str | Path | None, mode: str, threshold: int = DEFAULT_THRESHOLD,
+                lists: list[list[str]] | None = None, curated: bool = False,
+                max_df: int = DEFAULT_MAX_DF, buckets: int = 16) -> Grouping:
+    """Group a corpus's files into songs.
+
+    Args:
+        corpus_song: int64 [F], the corpus's song of each file (in crawl order).
+        md5: Each file's md5 ("" where unknown).
+        counts: int64 [F], shingles per file.
+        folder: The fingerprint tables (content mode).
+        mode: ``none`` (the corpus's songs), ``md5`` (and identical files), ``content``
+            (and near-duplicates).
+        threshold: Shingles two files must share to be versions of one song.
+        lists: Published groups of md5s (``--groups``): used instead of content.
+        curated: The corpus names its songs (POP909, Bach): they are kept, and content
+            matches between them are only reported as ``copies``.
+        max_df, buckets: Generic-shingle cut-off; hash buckets the counting is split in.
+    """
+    n = len(corpus_song)
+    uf = UnionFind(n)
+    how = ["self"] * n
+    first_of_song: dict[int, int] = {}
+    for f, s in enumerate(corpus_song.tolist()):
+        if s in first_of_song:
+            uf.union(first_of_song[s], f)
+            how[f] = "corpus"
+        else:
+            first_of_song[s] = f
+    links: list[tuple[int, int, str]] = []
+    if mode in ("md5", "content") and not curated:
+        by_md5: dict[str, int] = {}
+        for f, m in enumerate(md5):
+            if m:
+                if m in by_md5:
+                    links.append((by_md5[m], f, "md5"))
+                else:
+                    by_md5[m] = f
+    keys = np.zeros(0, np.uint64)               # pairs (low << 32 | high) sharing shingles
+    shared = np.zeros(0, np.int64)              # and how many
+    copies: list[tuple[int, int, float]] = []
+    if lists is not None:
+        by_md5 = {}
+        for f, m in enumerate(md5):
+            by_md5.setdefault(m, f)
+        for group in lists:
+            found = sorted(by_md5[m] for m in group if m in by_md5)
+            links += [(found[0], f, "list") for f in found[1:]]
+    elif mode == "content" and folder is not None:
+        for bucket in _bucketed(folder, buckets):
+            k, c = shared_pairs(bucket, max_df)
+            keys, inverse = np.unique(np.concatenate([keys, k]), return_inverse=True)
+            shared = np.bincount(inverse, np.concatenate([shared, c]),
+                                 minlength=len(keys)).astype(np.int64)
+        lo = (keys >> np.uint64(32)).astype(np.int64)
+        hi = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        sim = shared / np.maximum(1, np.minimum(counts[lo], counts[hi]))
+        if curated:
+            pick = (sim >= COPY_CONTAINMENT) & (corpus_song[lo] != corpus_song[hi])
+            copies = [(int(x), int(y), float(z)) for x, y, z in
+                      zip(lo[pick], hi[pick], sim[pick], strict=True)]
+        else:
+            pick = (shared >= threshold) & (sim >= MIN_CONTAINMENT)
+            links += [(int(x), int(y), "content") for x, y in
+                      zip(lo[pick], hi[pick], strict=True)]
+    else:
+        sim = np.zeros(0)
+    for a, b, kind in sorted(links):
+        if uf.find(a) != uf.find(b):
+            uf.union(a, b)
+            if how[b] == "self":
+                how[b] = kind
+    root = uf.roots()
+    for f in np.flatnonzero(root != np.arange(n)).tolist():
+        if how[f] == "self":                    # joined through a later file's link
+            how[f] = next(kind for kind in ("list", "content", "md5")
+                          if kind == "list" and lists is not None
+                          or kind == "content" and mode == "content"
+                          or kind == "md5")
+    similarity = np.ones(n, np.float32)
+    joined = np.flatnonzero(root != np.arange(n))
+    if len(joined):
+        want = (root[joined].astype(np.uint64) << np.uint64(32)) | joined.astype(np.uint64)
+        at = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
+        hit = (keys[at] == want) if len(keys) else np.zeros(len(want), bool)
+        similarity[joined] = np.where(hit, sim[at] if len(keys) else 0.0, 0.0)
+    return Grouping(root, how, similarity, counts, sorted(copies))
