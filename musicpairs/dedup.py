@@ -32,6 +32,7 @@ corpus's own songs are kept and only near-identical copies are reported.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
         (line int64 [M], pitch int64 [M]): the top lines, part after part, in time order.
     """
     key = ((line << np.int64(40)) | start) << np.int64(7) | pitch
-    key.sort()
+    # Each part's notes come in time order: a merge sort (timsort) finds those runs.
+    key.sort(kind="stable")
     onset = key >> np.int64(7)
     last = np.empty(len(key), bool)             # the highest note of each onset
     np.not_equal(onset[1:], onset[:-1], out=last[:-1])
@@ -289,10 +291,12 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
     chunks = list(entries)
     if not chunks:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    h = np.concatenate([c[0] for c in chunks])
-    f = np.concatenate([c[1] for c in chunks]).astype(np.uint64)
-    order = np.lexsort((f, h))
-    h, f = h[order], f[order]
+    # One uint64 sort key, shingle then file: one sort instead of a lexsort.
+    key = (np.concatenate([c[0] for c in chunks]).astype(np.uint64) << np.uint64(32)
+           | np.concatenate([c[1] for c in chunks]).astype(np.uint64))
+    key.sort()
+    h = key >> np.uint64(32)
+    f = key & np.uint64(0xFFFFFFFF)
     # Runs of equal hashes: the files that hold one shingle.
     start = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     length = np.diff(np.r_[start, len(h)])
@@ -313,9 +317,10 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
         k += 1
     if not keys:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    pairs, counts = np.unique(np.concatenate(keys), return_counts=True)
-    return pairs, counts.astype(np.int64)
-
+    pairs = np.concatenate(keys)
+    pairs.sort()
+    first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
+    return pairs[first], np.diff(np.r_[first, len(pairs)]).astype(np.int64)
 
 
 # A cross-song match in a corpus that names its own songs (POP909, Bach) is reported
@@ -360,17 +365,16 @@ def read_fingerprints(folder: str | Path, n_files: int) -> tuple[list[str], np.n
     Returns:
         (md5 of each file, "" where unknown; int64 [F] shingles per file).
     """
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     md5 = [""] * n_files
     counts = np.zeros(n_files, np.int64)
     for path in sorted(Path(folder).glob("part-*.parquet")):
-        t = pq.read_table(path, columns=["file", "md5", "shingles"])
+        t = pq.read_table(path, columns=["file", "md5", "n_shingles"])
         files = t.column("file").to_numpy()
         for f, m in zip(files.tolist(), t.column("md5").to_pylist(), strict=True):
             md5[f] = m
-        counts[files] = pc.list_value_length(t.column("shingles")).to_numpy()
+        counts[files] = t.column("n_shingles").to_numpy()
     return md5, counts
 
 
@@ -412,7 +416,7 @@ def _bucketed(folder: str | Path, buckets: int) -> Iterator[Iterator[tuple[np.nd
 def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
                 folder: str | Path | None, mode: str, threshold: int = DEFAULT_THRESHOLD,
                 lists: list[list[str]] | None = None, curated: bool = False,
-                max_df: int = DEFAULT_MAX_DF, buckets: int = 16) -> Grouping:
+                max_df: int = DEFAULT_MAX_DF, bucket_shingles: int = 8_000_000) -> Grouping:
     """Group a corpus's files into songs.
 
     Args:
@@ -426,18 +430,15 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
         lists: Published groups of md5s (``--groups``): used instead of content.
         curated: The corpus names its songs (POP909, Bach): they are kept, and content
             matches between them are only reported as ``copies``.
-        max_df, buckets: Generic-shingle cut-off; hash buckets the counting is split in.
+        max_df: Shingles held by more files are generic and not counted.
+        bucket_shingles: About how many shingles the driver counts at once (the hash
+            buckets the counting is split in: 15 for LMD-full's ~120 M shingles).
     """
     n = len(corpus_song)
     uf = UnionFind(n)
-    how = ["self"] * n
     first_of_song: dict[int, int] = {}
     for f, s in enumerate(corpus_song.tolist()):
-        if s in first_of_song:
-            uf.union(first_of_song[s], f)
-            how[f] = "corpus"
-        else:
-            first_of_song[s] = f
+        uf.union(first_of_song.setdefault(s, f), f)
     links: list[tuple[int, int, str]] = []
     if mode in ("md5", "content") and not curated:
         by_md5: dict[str, int] = {}
@@ -458,11 +459,16 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
             found = sorted(by_md5[m] for m in group if m in by_md5)
             links += [(found[0], f, "list") for f in found[1:]]
     elif mode == "content" and folder is not None:
-        for bucket in _bucketed(folder, buckets):
-            k, c = shared_pairs(bucket, max_df)
-            keys, inverse = np.unique(np.concatenate([keys, k]), return_inverse=True)
-            shared = np.bincount(inverse, np.concatenate([shared, c]),
-                                 minlength=len(keys)).astype(np.int64)
+        buckets = max(1, -(-int(counts.sum()) // bucket_shingles))
+        found = [shared_pairs(bucket, max_df) for bucket in _bucketed(folder, buckets)]
+        if found:                               # a pair's counts, summed over buckets
+            keys = np.concatenate([k for k, _ in found])
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            shared = np.add.reduceat(np.concatenate([c for _, c in found])[order], first) \
+                if len(keys) else shared
+            keys = keys[first]
         lo = (keys >> np.uint64(32)).astype(np.int64)
         hi = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         sim = shared / np.maximum(1, np.minimum(counts[lo], counts[hi]))
@@ -476,18 +482,15 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
                       zip(lo[pick], hi[pick], strict=True)]
     else:
         sim = np.zeros(0)
-    for a, b, kind in sorted(links):
-        if uf.find(a) != uf.find(b):
-            uf.union(a, b)
-            if how[b] == "self":
-                how[b] = kind
+    for a, b, _ in links:
+        uf.union(a, b)
     root = uf.roots()
-    for f in np.flatnonzero(root != np.arange(n)).tolist():
-        if how[f] == "self":                    # joined through a later file's link
-            how[f] = next(kind for kind in ("list", "content", "md5")
-                          if kind == "list" and lists is not None
-                          or kind == "content" and mode == "content"
-                          or kind == "md5")
+    # How a file joined its song: the strongest evidence it has.
+    song_files = np.bincount(corpus_song)
+    md5_files = collections.Counter(m for m in md5 if m)
+    joined_by = "list" if lists is not None else "content" if mode == "content" else "md5"
+    how = ["self" if root[f] == f else "corpus" if song_files[corpus_song[f]] > 1
+           else "md5" if md5_files[md5[f]] > 1 else joined_by for f in range(n)]
     similarity = np.ones(n, np.float32)
     joined = np.flatnonzero(root != np.arange(n))
     if len(joined):

@@ -97,6 +97,7 @@ def fingerprint_partition(index: int, files: list[tuple[int, object]], folder: s
     table = pa.table({
         "file": pa.array(numbers, pa.int64()),
         "md5": pa.array(md5s, pa.string()),
+        "n_shingles": pa.array([len(x) for x in shingles], pa.int32()),
         "shingles": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint32())),
         "error": pa.array(errors, pa.string()),
     }, metadata={"musicpairs_fingerprint": str(FINGERPRINT_VERSION)})
@@ -123,7 +124,9 @@ def fingerprint_corpus(corpus, limit: int | None, songs_per_partition: int, fold
 
     def flush():
         nonlocal batch, index
-        if batch and not (folder / f"part-{index:05d}.parquet").is_file():
+        # Without content, a task only hashes files whose md5 the corpus does not give.
+        needed = content or any(not source.md5 for _, source in batch)
+        if needed and batch and not (folder / f"part-{index:05d}.parquet").is_file():
             submit(fingerprint_partition, index, batch, str(folder), content)
         batch = []
         index += 1

@@ -21,6 +21,7 @@ from musicpairs.dedup import (
     DEFAULT_THRESHOLD,
     UnionFind,
     fingerprint_midi,
+    fingerprint_score,
     read_group_lists,
     shared_pairs,
 )
@@ -286,3 +287,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_build(stage, copies_corpus
                             for p in reference.glob("*/part-*.parquet"))
     for rel in shards:
         assert (out / rel).read_bytes() == (reference / rel).read_bytes()
+
+
+@pytest.mark.parametrize("parser", ["symusic", "pretty_midi", "miditoolkit"])
+def test_a_parsed_score_gives_the_fingerprint_of_its_bytes(parser, real_midi_files):
+    for path in [*real_midi_files[:3], None]:
+        data = synth_song(5) if path is None else path.read_bytes()
+        got = fingerprint_score(read_midi(data, parser=parser))
+        assert np.array_equal(got, fingerprint_midi(data)) and len(got) > 0
