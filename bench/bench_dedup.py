@@ -9,8 +9,8 @@ scores the groups against ``duplicates.json`` (the ISMIR 2025 lists' groups): pa
 recall (pairs of one true group given one song), true groups merged, true groups whose
 files land in more than one split; the same lists read through ``--groups`` in both
 published layouts; and, on POP909, how many of its songs content grouping would join.
-``build`` times ``build --dedup md5`` against ``--dedup content`` on a Lakh folder, one
-worker, interleaved, each build in its own process (its driver's peak RSS).
+``build`` times ``build --dedup md5`` against ``--dedup content`` on a Lakh folder, on
+warm workers, interleaved, with the driver's peak traced (Python and numpy) memory.
 ``simulate`` writes fingerprint tables for N files (Lakh-like sizes; a fifth of them in
 clusters of near-duplicates) and times the grouping alone, in its own process.
 """
@@ -124,31 +124,34 @@ def accuracy(args) -> None:
               f"as copies: {', '.join('/'.join(p) for p in pairs)}")
 
 
-def _one_build(path: str, dedup: str, out: str) -> dict:
-    code = (
-        "import json, resource, time\n"
-        "from musicpairs.build import BuildConfig, build\n"
-        f"t = time.perf_counter(); s = build(BuildConfig(src='lakh', path={path!r}, "
-        f"task='melody2accomp', out={out!r}, workers=1, dedup={dedup!r}))\n"
-        "print(json.dumps({'seconds': time.perf_counter() - t, 'files': s['files'], "
-        "'songs': (s['dedup'] or {}).get('songs'), "
-        "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
 def build_cost(args) -> None:
+    """md5 against content builds on one warm worker (started and warmed before the
+    clock, as a long build's start-up is nothing against LMD-full), interleaved."""
+    import tracemalloc
+
+    from musicpairs.build import BuildConfig, build, local_cluster
+
     rows = collections.defaultdict(list)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(args.workers) as cluster:
+        base = dict(src="lakh", path=args.path, task="melody2accomp",
+                    scheduler=cluster.scheduler_address)
+        build(BuildConfig(**base, out=f"{tmp}/warm", limit=8))
         for r in range(args.rounds):
             for dedup in ("md5", "content"):
-                rows[dedup].append(_one_build(args.path, dedup, f"{tmp}/{dedup}-{r}"))
-    print(f"{'--dedup':>8} {'files/s (rounds)':>34} {'driver peak RSS MB':>19} {'songs':>6}")
+                tracemalloc.start()
+                t = time.perf_counter()
+                s = build(BuildConfig(**base, out=f"{tmp}/{dedup}-{r}", dedup=dedup))
+                seconds = time.perf_counter() - t
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+                rows[dedup].append({"seconds": seconds, "files": s["files"], "peak": peak,
+                                    "songs": s["songs"]})
+    print(f"{args.workers} warm worker(s), {rows['md5'][0]['files']} files")
+    print(f"{'--dedup':>8} {'files/s (rounds)':>40} {'driver peak MB':>15} {'songs':>6}")
     for dedup, runs in rows.items():
         rates = [x["files"] / x["seconds"] for x in runs]
         print(f"{dedup:>8} {np.median(rates):>8.1f} ({', '.join(f'{v:.1f}' for v in rates)})"
-              f"{max(x['rss_mb'] for x in runs):>19.0f} {runs[0]['songs']:>6}")
+              f"{max(x['peak'] for x in runs):>15.0f} {runs[0]['songs']:>6}")
     ratio = [a["seconds"] / b["seconds"] for a, b in zip(rows["content"], rows["md5"],
                                                           strict=True)]
     print(f"content / md5 build time: median {np.median(ratio):.3f} "
@@ -180,6 +183,7 @@ def simulate(args) -> None:
             offsets = np.r_[0, np.cumsum([len(s) for s in sets])].astype(np.int32)
             table = pa.table({
                 "file": pa.array(files), "md5": pa.array([""] * len(files)),
+                "n_shingles": pa.array([len(x) for x in sets], pa.int32()),
                 "shingles": pa.ListArray.from_arrays(pa.array(offsets),
                                                      pa.array(np.concatenate(sets))),
                 "error": pa.array([""] * len(files))})
@@ -211,7 +215,8 @@ def main() -> None:
     a.add_argument("--thresholds", type=int, nargs="+", default=[24, 16, 32])
     b = sub.add_parser("build")
     b.add_argument("path")
-    b.add_argument("--rounds", type=int, default=3)
+    b.add_argument("--rounds", type=int, default=5)
+    b.add_argument("--workers", type=int, default=1)
     s = sub.add_parser("simulate")
     s.add_argument("--files", type=int, default=178_000)
     args = p.parse_args()

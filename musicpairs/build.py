@@ -504,7 +504,8 @@ def _songs(cfg: BuildConfig, corpus, out: Path, tasks: _Tasks):
             split_of=lambda song_id: split_of(song_id, cfg.splits))
         song_stage.write_songs(out, table)
     corpus.rejected.clear()  # the pairing crawl finds them again
-    return song_stage.grouped_songs(corpus, cfg.limit, pq.read_table(path), cfg.keep)
+    return song_stage.grouped_songs(corpus, cfg.limit, pq.read_table(path), cfg.keep,
+                                    together=cfg.task == "version2version")
 
 
 def _partitions(songs, cfg: BuildConfig):
@@ -548,7 +549,8 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
     dedup = _dedup_summary(cfg, out)
     summary = {
         "files": sum(r["files"] for r in records) + len(corpus.rejected),
-        "songs": sum(r["songs"] for r in records),
+        # Melody tasks pair a song's files one by one: count songs, not partition entries.
+        "songs": dedup["songs"] if dedup else sum(r["songs"] for r in records),
         "pairs": sum(splits.values()),
         "splits": splits,
         "rejected": n_rejected,

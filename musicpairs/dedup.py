@@ -49,6 +49,8 @@ _STEPS_PER_BEAT = 4
 _BASS_PROGRAMS = range(32, 40)
 _EFFECT_PROGRAMS = range(112, 128)
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+# Up to this many files, shared_pairs counts in a dense n x n table (32 MB of int64).
+_DENSE_FILES = 2048
 
 
 @dataclass(frozen=True)
@@ -277,12 +279,14 @@ class UnionFind:
 
 
 def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 n_files: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """How many shingles each pair of files shares, from one bucket of shingles.
 
     Args:
         entries: (shingle hashes uint32 [K], file indices uint32 [K]) chunks of a bucket.
         max_df: Shingles held by more files are not counted.
+        n_files: Files in the corpus, when known: up to ``_DENSE_FILES`` of them the
+            pairs are counted in an n x n table (one bincount) instead of by sorting.
 
     Returns:
         (pair keys uint64 [P] = ``low << 32 | high`` file index, counts int64 [P]),
@@ -318,6 +322,12 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
     if not keys:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     pairs = np.concatenate(keys)
+    if n_files is not None and n_files <= _DENSE_FILES:
+        n = np.uint64(n_files)
+        table = np.bincount((pairs >> np.uint64(32)) * n + (pairs & np.uint64(0xFFFFFFFF)),
+                            minlength=n_files * n_files)
+        cell = np.flatnonzero(table).astype(np.uint64)
+        return (cell // n) << np.uint64(32) | cell % n, table[cell].astype(np.int64)
     pairs.sort()
     first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
     return pairs[first], np.diff(np.r_[first, len(pairs)]).astype(np.int64)
@@ -460,14 +470,13 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
             links += [(found[0], f, "list") for f in found[1:]]
     elif mode == "content" and folder is not None:
         buckets = max(1, -(-int(counts.sum()) // bucket_shingles))
-        found = [shared_pairs(bucket, max_df) for bucket in _bucketed(folder, buckets)]
-        if found:                               # a pair's counts, summed over buckets
-            keys = np.concatenate([k for k, _ in found])
+        found = [shared_pairs(bucket, max_df, n) for bucket in _bucketed(folder, buckets)]
+        keys = np.concatenate([keys] + [k for k, _ in found])
+        if len(keys):                           # a pair's counts, summed over buckets
             order = np.argsort(keys, kind="stable")
             keys = keys[order]
             first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-            shared = np.add.reduceat(np.concatenate([c for _, c in found])[order], first) \
-                if len(keys) else shared
+            shared = np.add.reduceat(np.concatenate([c for _, c in found])[order], first)
             keys = keys[first]
         lo = (keys >> np.uint64(32)).astype(np.int64)
         hi = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)

@@ -5,9 +5,12 @@ With ``--dedup content`` one Dask task per partition (the files of ``songs_per_s
 songs) fingerprints them (``dedup.fingerprint_midi``) and writes
 ``_build/fingerprints/part-NNNNN.parquet``; a resumed build keeps those it finds. The
 driver then groups the files (``dedup.group_files``) and writes ``OUT/songs.parquet``, one
-row per file: its song, split and group. Pairing reads the corpus again and gives each
-partition whole songs, every version of a song in one task, so version2version pairs
-versions found by content and nothing of one song lands in two splits.
+row per file: its song, split and group. Pairing reads the corpus again and gives out
+each file under its song's id, hence its song's split. version2version gets whole songs,
+every version in one task, so it pairs the versions found by content; melody tasks get
+files as they are crawled, so an archive's bytes are never held for a song to complete.
+(Whole songs from an archive hold their members' bytes until the song's last file is
+read.)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from musicpairs.dedup import (
     read_fingerprints,
     read_group_lists,
 )
+from musicpairs.errors import MusicpairsError
 
 FINGERPRINTS = "fingerprints"
 SONGS_FILE = "songs.parquet"
@@ -206,12 +210,19 @@ def write_songs(out: Path, table) -> None:
     atomic_write_bytes(out / SONGS_FILE, sink.getvalue().to_pybytes())
 
 
-def grouped_songs(corpus, limit: int | None, table, keep: str) -> Iterator[Song]:
-    """The corpus read again, its files given out as whole songs of ``table``.
+def grouped_songs(corpus, limit: int | None, table, keep: str, together: bool,
+                  ) -> Iterator[Song]:
+    """The corpus read again, its files given out under their songs of ``table``.
 
-    A song is yielded once all its files have been crawled, its versions in crawl order;
-    with ``keep="one"`` only its representative. Bytes an archive crawl carries are held
-    only until their song is complete.
+    Args:
+        keep: ``all`` files, or ``one``: only each song's representative.
+        together: Yield each song whole, once all its files have been crawled, its
+            versions in crawl order (version2version pairs them). Otherwise each file is
+            yielded as it is crawled, as a one-version song under its song's id (melody
+            tasks pair files alone), so an archive's bytes are never held back.
+
+    Raises:
+        MusicpairsError: The corpus no longer matches ``table``.
     """
     song_id = table.column("song_id").to_pylist()
     rep = table.column("representative").to_pylist()
@@ -228,10 +239,13 @@ def grouped_songs(corpus, limit: int | None, table, keep: str) -> Iterator[Song]
             f = number
             number += 1
             if f >= len(name) or name[f] != source.name:
-                raise RuntimeError(f"the corpus changed since {SONGS_FILE} was written "
-                                   f"(file {f}: {source.name})")
+                raise MusicpairsError(f"the corpus changed since {SONGS_FILE} was written "
+                                      f"(file {f}: {source.name}); build into a new folder")
             r = root[f]
             if keep == "one" and f != r:
+                continue
+            if not together:
+                yield Song(song_id[f], (source,))
                 continue
             members = pending.setdefault(r, [])
             members.append((f, source))

@@ -94,12 +94,15 @@ def test_shared_pairs_counts_exactly_and_skips_generic_shingles():
     h = np.concatenate([np.unique(np.r_[s, generic]) for s in sets]).astype(np.uint32)
     f = np.concatenate([np.full(len(np.unique(np.r_[s, generic])), i, np.uint32)
                         for i, s in enumerate(sets)])
-    keys, counts = shared_pairs(iter([(h[::2], f[::2]), (h[1::2], f[1::2])]), max_df=29)
-    got = dict(zip(keys.tolist(), counts.tolist(), strict=True))
-    for a in range(30):
-        for b in range(a + 1, 30):
-            want = len(np.intersect1d(sets[a], sets[b]))
-            assert got.get(a << 32 | b, 0) == want
+    sorted_ = shared_pairs(iter([(h[::2], f[::2]), (h[1::2], f[1::2])]), max_df=29)
+    dense = shared_pairs(iter([(h, f)]), max_df=29, n_files=30)
+    for keys, counts in (sorted_, dense):
+        assert np.all(np.diff(keys.astype(np.float64)) > 0)
+        got = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+        for a in range(30):
+            for b in range(a + 1, 30):
+                want = len(np.intersect1d(sets[a], sets[b]))
+                assert got.get(a << 32 | b, 0) == want
 
 
 def test_union_find_roots_are_smallest_members():
