@@ -89,8 +89,9 @@ class BuildConfig:
         splits: train / valid / test fractions, by a stable hash of the song id.
         dedup: How files are grouped into songs before splits are decided: ``none``
             (the corpus's songs), ``md5`` (and byte-identical files), ``content`` (and
-            near-duplicates, by ``dedup.py``'s fingerprints). POP909 and Bach keep their
-            own songs; ``content`` there only reports cross-song copies.
+            near-duplicates, by ``dedup.py``'s fingerprints). None: ``content``, but
+            ``none`` for POP909 and Bach, which name their own songs; ``content`` there
+            keeps their songs and only reports files that copy another song's.
         dedup_threshold: Shingles two files must share to be one song (``content``).
         groups: A published near-duplicate list (JSON) whose groups are used instead of
             content.
@@ -115,7 +116,7 @@ class BuildConfig:
     limit: int | None = None
     group_by: str = "file"
     splits: tuple[float, float, float] = DEFAULT_SPLITS
-    dedup: str = "content"
+    dedup: str | None = None
     dedup_threshold: int = 24
     groups: str | None = None
     keep: str = "all"
@@ -129,6 +130,9 @@ class BuildConfig:
             raise BuildError("window and hop must be positive")
         if not 0.0 <= self.melody_confidence <= 1.0:
             raise BuildError(f"melody_confidence must be in [0, 1], got {self.melody_confidence}")
+        if self.dedup is None:  # corpora that name their own songs keep them as they are
+            object.__setattr__(self, "dedup",
+                               "none" if self.src in CURATED_SOURCES else "content")
         if self.dedup not in DEDUP_MODES:
             raise BuildError(f"unknown dedup {self.dedup!r}; choose one of "
                              f"{', '.join(DEDUP_MODES)}")

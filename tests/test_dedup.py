@@ -248,11 +248,13 @@ def test_pop909_keeps_its_songs_and_reports_a_copy_across_songs(tmp_path):
     (twin / "999.mid").write_bytes((first / f"{first.name}.mid").read_bytes())
     out = tmp_path / "pop"
     build(BuildConfig(src="pop909", path=str(pop909_tree), task="melody2accomp",
-                      out=str(out), workers=1))
+                      out=str(out), workers=1, dedup="content"))
     rows = pq.read_table(out / "songs.parquet").to_pylist()
     assert {r["song_id"] for r in rows} == {p.name for p in pop909_tree.iterdir()
                                             if p.is_dir()}
     copied = {r["file"]: r["copy_of"] for r in rows if r["copy_of"]}
+    assert BuildConfig(src="pop909", path="x", task="melody2accomp", out="y").dedup == "none"
+    assert BuildConfig(src="bach", task="melody2accomp", out="y").dedup == "none"
     assert copied == {"999/999.mid": f"{first.name}/{first.name}.mid",
                       f"{first.name}/{first.name}.mid": "999/999.mid"}
 

@@ -47,11 +47,10 @@ def _list_tasks(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--parser", type=click.Choice(PARSERS), default="symusic", show_default=True)
 @click.option("--group-by", type=click.Choice(["file", "parent"]), default="file",
               show_default=True, help="folder: song id from the file stem or parent folder.")
-@click.option("--dedup", type=click.Choice(["none", "md5", "content"]), default="content",
-              show_default=True,
+@click.option("--dedup", type=click.Choice(["none", "md5", "content"]),
               help="Group files into songs before splits: the corpus's songs only (none), "
-                   "and identical files (md5), and near-duplicates by content. POP909 and "
-                   "Bach keep their songs; content reports copies across them.")
+                   "and identical files (md5), and near-duplicates by content [content; "
+                   "none for pop909 and bach, whose songs content only checks for copies].")
 @click.option("--dedup-threshold", type=click.IntRange(min=1), default=24, show_default=True,
               help="content: melodic shingles two files must share to be one song.")
 @click.option("--groups", type=click.Path(exists=True, dir_okay=False),
