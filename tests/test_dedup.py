@@ -300,3 +300,23 @@ def test_a_parsed_score_gives_the_fingerprint_of_its_bytes(parser, real_midi_fil
         data = synth_song(5) if path is None else path.read_bytes()
         got = fingerprint_score(read_midi(data, parser=parser))
         assert np.array_equal(got, fingerprint_midi(data)) and len(got) > 0
+
+
+def test_an_lmd_full_copy_joins_its_clean_midi_song(tmp_path):
+    root = tmp_path / "lakh"
+    song = synth_song(4, bars=24)
+    (root / "clean_midi" / "Some Band").mkdir(parents=True)
+    (root / "clean_midi" / "Some Band" / "Tune.mid").write_bytes(song)
+    for data in (rearranged(song, transpose=-2, tpq=192), synth_song(6, bars=24)):
+        md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - Lakh names files by md5
+        (root / "lmd_full" / md5[0]).mkdir(parents=True, exist_ok=True)
+        (root / "lmd_full" / md5[0] / f"{md5}.mid").write_bytes(data)
+    out = tmp_path / "ds"
+    build(BuildConfig(src="lakh", path=str(root), task="melody2accomp", out=str(out),
+                      workers=1))
+    rows = pq.read_table(out / "songs.parquet").to_pylist()
+    by_song = {}
+    for r in rows:
+        by_song.setdefault(r["song_id"], []).append(r["file"].split("/")[0])
+    assert sorted(by_song.values()) == [["clean_midi", "lmd_full"], ["lmd_full"]]
+    assert sorted(by_song["Some Band/Tune"]) == ["clean_midi", "lmd_full"]
