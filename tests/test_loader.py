@@ -240,3 +240,14 @@ def test_a_corrupt_page_is_an_error_naming_the_shard(small_dataset, tmp_path):
     shard.write_bytes(bytes(data))
     with pytest.raises(ShardError, match=shard.name):
         list(PairStream(copy, shuffle=False))
+
+
+def test_the_loader_comes_from_the_package_without_importing_torch_early():
+    import subprocess
+    import sys
+
+    code = ("import sys, musicpairs; assert 'torch' not in sys.modules; "
+            "from musicpairs import PairStream, PairLoader; "
+            "from musicpairs.loader import PairStream as P; assert PairStream is P; "
+            "assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
