@@ -135,7 +135,8 @@ def run_musicpairs(src: str, root: Path, songs: int, workers: int, tmp: Path,
                    songs_per_shard: int) -> dict:
     from dask.distributed import Client
 
-    from musicpairs.build import BuildConfig, build, local_cluster
+    from musicpairs.build import BuildConfig, build
+    from musicpairs.cluster import local_cluster
 
     tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / f"musicpairs-{workers}"

@@ -129,7 +129,8 @@ def build_cost(args) -> None:
     clock, as a long build's start-up is nothing against LMD-full), interleaved."""
     import tracemalloc
 
-    from musicpairs.build import BuildConfig, build, local_cluster
+    from musicpairs.build import BuildConfig, build
+    from musicpairs.cluster import local_cluster
 
     rows = collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp, local_cluster(args.workers) as cluster:

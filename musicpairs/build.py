@@ -21,7 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from musicpairs.align import align_versions
+from musicpairs.cluster import Tasks
 from musicpairs.config import RollSpec
 from musicpairs.datasets import make_corpus
 from musicpairs.datasets.base import Song
@@ -285,6 +288,8 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
     writers: dict[str, ShardWriter] = {}
     rejects: list[dict[str, str]] = []
     melody_by: dict[str, int] = {}
+    # Pairs in which each target channel sounds at all (its frame plane holds a note).
+    sounding = np.zeros(len(meta.target_channels), np.int64)
     files = 0
     try:
         for song in songs:
@@ -305,6 +310,8 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
                                                  meta, split)
                 for pair in pairs:
                     writers[split].write(pair)
+                    frames = pair.target[1::2].reshape(len(sounding), -1)  # (channels, ...)
+                    sounding += frames.any(axis=1)
         shards = []
         for split in SPLITS:
             if split in writers:
@@ -322,6 +329,7 @@ def build_partition(index: int, songs: list[Song], cfg: BuildConfig) -> dict[str
         "shards": shards,
         "rejects": rejects,
         "melody_by": dict(sorted(melody_by.items())),
+        "target_sounding": sounding.tolist(),
     }
     atomic_write_bytes(out / RECORDS / f"part-{index:05d}.json",
                        json.dumps(record, sort_keys=True).encode())
@@ -343,12 +351,27 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
-def _prepare_out(cfg: BuildConfig, resume: bool) -> Path:
+def _is_build(out: Path) -> bool:
+    """Whether a folder is a musicpairs dataset (finished or not)."""
+    return (out / "config.json").is_file() and (out / RECORDS).is_dir()
+
+
+def _prepare_out(cfg: BuildConfig, resume: bool, overwrite: bool = False) -> Path:
     out = Path(cfg.out)
     config_path = out / "config.json"
+    if resume and overwrite:
+        raise BuildError("--resume and --overwrite: choose one")
+    if overwrite and out.exists() and any(out.iterdir()):
+        if not _is_build(out):  # never delete a folder the build did not write
+            raise BuildError(f"{out}: not a musicpairs build (no config.json and "
+                             f"{RECORDS}/); --overwrite replaces only a build")
+        import shutil
+
+        shutil.rmtree(out)
     if resume:
         if not config_path.is_file():
-            raise BuildError(f"{out}: nothing to resume (no config.json)")
+            raise BuildError(f"{out}: nothing to resume: not a musicpairs build (no "
+                             "config.json); build into another --out")
         before = json.loads(config_path.read_text())
         now = cfg.data_fields()
         changed = [k for k in now if before.get(k) != now[k]]
@@ -358,82 +381,20 @@ def _prepare_out(cfg: BuildConfig, resume: bool) -> Path:
         for stale in out.rglob(".*.tmp-*"):  # half-written files of the interrupted run
             stale.unlink()
     elif out.exists() and any(out.iterdir()):
-        raise BuildError(f"{out}: folder exists and is not empty (use --resume to finish "
-                         "that build, or another --out)")
+        raise BuildError(
+            f"{out}: folder exists and is not empty ("
+            + ("--resume finishes that build, --overwrite replaces it, or use another --out"
+               if _is_build(out) else "use another --out") + ")")
     (out / RECORDS).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(config_path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True).encode())
     return out
-
-
-def _client(cfg: BuildConfig):
-    from dask.distributed import Client
-
-    if cfg.scheduler:
-        return Client(cfg.scheduler), None
-    import os
-
-    workers = cfg.workers or os.cpu_count() or 1
-    cluster = local_cluster(workers)
-    return Client(cluster), cluster
-
-
-def local_cluster(workers: int):
-    """A LocalCluster of single-threaded worker processes, tuned for the build.
-
-    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` so workers hand freed memory back
-    at once; a build allocates a roll per file and a row group per shard, and faulting
-    those pages in again costs ~20 % of its time. Workers here keep 256 MiB. The workers'
-    statistical profiler (a stack sample every 10 ms, for the dashboard) is off.
-    """
-    import dask
-    from dask.distributed import LocalCluster
-
-    env = "distributed.nanny.pre-spawn-environ."
-    with dask.config.set({env + "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-                          env + "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-                          "distributed.worker.profile.enabled": False}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=logging.ERROR)
-
-
-class _Tasks:
-    """Dask tasks in flight, a few per worker; the cluster starts with the first task."""
-
-    def __init__(self, cfg: BuildConfig, progress: Callable[[int], None] | None = None):
-        self.cfg, self.progress = cfg, progress
-        self.client = self.cluster = None
-        self.pending: set = set()
-        self.done = 0
-
-    def submit(self, fn, *args) -> None:
-        if self.client is None:
-            self.client, self.cluster = _client(self.cfg)
-            self.limit = 2 * max(1, len(self.client.scheduler_info().get("workers", {})))
-        while len(self.pending) >= self.limit:
-            self._wait_one()
-        self.pending.add(self.client.submit(fn, *args, pure=False,
-                                            key=f"musicpairs-{fn.__name__}-{time.time_ns()}"))
-
-    def drain(self) -> None:
-        while self.pending:
-            self._wait_one()
-
-    def _wait_one(self) -> None:
-        self.done += _wait_one(self.pending)
-        if self.progress:
-            self.progress(self.done)
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
 
 
 def build(
     cfg: BuildConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Run a build (or finish one with ``resume=True``).
@@ -442,6 +403,8 @@ def build(
         cfg: The build's configuration.
         resume: Keep the fingerprints, songs and partitions an earlier run of the same
             build finished.
+        overwrite: Delete an earlier build in ``cfg.out`` first (only a folder holding
+            a build's ``config.json`` and ``_build/``).
         progress: Called with (partitions done, partitions in all or None while the
             crawl goes on) as partitions finish.
 
@@ -461,9 +424,9 @@ def build(
             read_group_lists(cfg.groups)
         except ValueError as e:
             raise BuildError(str(e)) from e
-    out = _prepare_out(cfg, resume)
+    out = _prepare_out(cfg, resume, overwrite)
     n_partitions = done = 0
-    tasks = _Tasks(cfg)
+    tasks = Tasks(cfg)
     try:
         songs = _songs(cfg, corpus, out, tasks)
         tasks.done = 0
@@ -485,7 +448,7 @@ def build(
     return _finish(cfg, out, corpus, n_partitions, time.perf_counter() - t0)
 
 
-def _songs(cfg: BuildConfig, corpus, out: Path, tasks: _Tasks):
+def _songs(cfg: BuildConfig, corpus, out: Path, tasks: Tasks):
     """The songs to pair: the corpus's own, or its files grouped (``songs.parquet``)."""
     from musicpairs import songs as song_stage
 
@@ -523,18 +486,6 @@ def _partitions(songs, cfg: BuildConfig):
         yield batch
 
 
-def _wait_one(pending: set) -> int:
-    """Wait for one future to finish; raise its error if it failed."""
-    from dask.distributed import wait
-
-    finished = wait(pending, return_when="FIRST_COMPLETED").done
-    for future in finished:
-        pending.discard(future)
-        if future.status != "finished":  # the record is on disk: fetch only errors
-            future.result()
-    return len(finished)
-
-
 def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
             seconds: float) -> dict[str, Any]:
     records = [json.loads((out / RECORDS / f"part-{i:05d}.json").read_text())
@@ -551,6 +502,7 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
             melody_by[by] = melody_by.get(by, 0) + n
     splits = {s: sum(x["rows"] for x in shards if x["split"] == s) for s in SPLITS}
     dedup = _dedup_summary(cfg, out)
+    warnings = _warnings(cfg, records, splits)
     summary = {
         "files": sum(r["files"] for r in records) + len(corpus.rejected),
         # Melody tasks pair a song's files one by one: count songs, not partition entries.
@@ -561,6 +513,7 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         "seconds": round(seconds, 3),
         "out": str(out),
         "dedup": dedup,
+        "warnings": warnings,
     }
     manifest = {
         "schema_version": cfg.shard_meta().schema_version,
@@ -572,6 +525,8 @@ def _finish(cfg: BuildConfig, out: Path, corpus, n_partitions: int,
         "melody_by": melody_by if cfg.task in ("melody2accomp", "melody2band") else None,
         # How files were grouped into songs (songs.parquet holds the file-by-file table).
         "dedup": dedup,
+        # What a user should look at before training: empty splits, silent channels.
+        "warnings": warnings,
         "shards": sorted(shards, key=lambda s: s["path"]),
         "packages": _package_versions(),
         "seconds": summary["seconds"],
@@ -590,3 +545,29 @@ def _dedup_summary(cfg: BuildConfig, out: Path) -> dict[str, Any] | None:
 
     return {"mode": "list" if cfg.groups else cfg.dedup, "threshold": cfg.dedup_threshold,
             "keep": cfg.keep, **dedup_summary(pq.read_table(path))}
+
+
+# A target channel silent in at least this share of pairs is worth a warning.
+SILENT_CHANNEL_SHARE = 0.95
+
+
+def _warnings(cfg: BuildConfig, records: list[dict], splits: dict[str, int]) -> list[str]:
+    """Lines a user should read before training on the dataset."""
+    out = []
+    total = sum(splits.values())
+    if total == 0:
+        return ["no pairs at all: see rejects.parquet (musicpairs inspect dataset)"]
+    for split, n in splits.items():
+        if n == 0:
+            out.append(f"split {split} is empty: too few songs for the split fractions "
+                       f"{list(cfg.splits)}")
+    channels = cfg.shard_meta().target_channels
+    sounding = np.zeros(len(channels), np.int64)
+    for r in records:  # records of builds before these counts have none
+        if len(r.get("target_sounding", [])) == len(channels):
+            sounding += np.asarray(r["target_sounding"], np.int64)
+    for name, n in zip(channels, sounding.tolist(), strict=True):
+        if total - n >= SILENT_CHANNEL_SHARE * total:
+            out.append(f"target channel {name} is silent in {100 * (total - n) / total:.0f} % "
+                       f"of pairs: the model learns little there")
+    return out

@@ -388,7 +388,8 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
         A JSON-ready dict: ``root``, ``task``, ``meta``, ``counts``, ``melody_by`` (melody
         tasks: files whose melody was found by name, by content, or not), ``splits`` (per
         split: shards, rows, songs, bytes), ``songs`` (the manifest's ``dedup``: how files
-        were grouped into songs, the largest songs), ``rejects`` (``total`` and
+        were grouped into songs, the largest songs), ``warnings`` (empty splits, silent
+        target channels), ``rejects`` (``total`` and
         ``groups``: stage, kind, count, examples of file and reason), ``config``,
         ``corpus``, ``seconds``, ``packages``.
 
@@ -428,6 +429,7 @@ def dataset_summary(root: str | PathLike, *, examples: int = 3) -> dict[str, Any
         "counts": manifest["counts"],
         "melody_by": manifest.get("melody_by"),
         "songs": manifest.get("dedup"),
+        "warnings": manifest.get("warnings") or [],
         "splits": splits,
         "rejects": {"total": total,
                     "groups": sorted(groups.values(), key=lambda g: (-g["count"], g["kind"]))},
@@ -458,6 +460,8 @@ def format_dataset_summary(s: dict[str, Any]) -> str:
         lines += ["", "melody found: " + ", ".join(
             f"{n} {'by ' if by in ('name', 'content') else ''}{by}"
             for by, n in sorted(s["melody_by"].items(), key=lambda x: -x[1]))]
+    if s.get("warnings"):
+        lines += ["", "warnings:"] + [f"  {w}" for w in s["warnings"]]
     d = s.get("songs")
     if d:
         lines += ["", f"songs ({d['mode']}): {d['songs']} from {d['files']} files; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -395,3 +396,31 @@ def test_an_abstention_is_a_reject_with_its_reason(tmp_path):
     assert not (out0 / "rejects.parquet").is_file() or not rejects(out0)
     assert json.loads((out0 / "manifest.json").read_text())["melody_by"] == {
         "content": 2, "name": 1}
+
+
+def test_overwrite_replaces_only_a_build_and_warnings_name_empty_splits_and_channels(
+        folder_corpus, tmp_path):
+    out = tmp_path / "ds"
+    cfg = BuildConfig(src="folder", path=str(folder_corpus), task="melody2band",
+                      out=str(out), workers=1, limit=2)
+    summary = build(cfg)
+    warnings = summary["warnings"]
+    assert any(w.startswith("split ") and "is empty" in w for w in warnings)
+    # synth songs have no drums, guitar or strings: those channels are always silent
+    for name in ("drums", "guitar", "strings"):
+        assert f"target channel {name} is silent in 100 % of pairs: the model learns " \
+               "little there" in warnings
+    assert not any("channel piano" in w or "channel bass" in w for w in warnings)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["warnings"] == warnings
+    with pytest.raises(BuildError, match="--overwrite replaces it"):
+        build(cfg)
+    assert build(cfg, overwrite=True)["pairs"] == summary["pairs"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(BuildError, match="not a musicpairs build"):
+        build(dataclasses.replace(cfg, out=str(other)), overwrite=True)
+    with pytest.raises(BuildError, match="nothing to resume: not a musicpairs build"):
+        build(dataclasses.replace(cfg, out=str(other)), resume=True)
+    assert (other / "notes.txt").read_text() == "keep me"

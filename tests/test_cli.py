@@ -114,7 +114,7 @@ def test_build_json_line_and_bad_path(runner, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert set(summary) == {"files", "songs", "pairs", "splits", "rejected", "seconds", "out",
-                            "dedup"}
+                            "dedup", "warnings"}
     assert summary["files"] == 1 and summary["rejected"] == 1  # 3 notes: no usable window
     result = runner.invoke(main, ["build", "--src", "pop909", "--path", str(tmp_path / "no"),
                                   "--out", str(tmp_path / "o2")])

@@ -61,11 +61,13 @@ def _list_tasks(ctx: click.Context, _param, value: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Local Dask workers [all cores].")
 @click.option("--scheduler", help="Run on an existing Dask cluster (tcp://host:port).")
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier build in --out (only a folder a build wrote).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N songs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one final JSON line.")
 def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_confidence,
           steps_per_beat, songs_per_shard, parser, group_by, dedup, dedup_threshold, groups,
-          keep, workers, scheduler, resume, limit, as_json) -> None:
+          keep, workers, scheduler, resume, overwrite, limit, as_json) -> None:
     """Crawl a corpus, pair and window its songs on Dask, write Parquet shards."""
     from musicpairs.build import BuildConfig
     from musicpairs.build import build as run_build
@@ -78,7 +80,7 @@ def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_c
                       dedup_threshold=dedup_threshold, groups=groups, keep=keep, workers=workers,
                       scheduler=scheduler, limit=limit)
     try:
-        summary = run_build(cfg, resume=resume, progress=_ProgressBar())
+        summary = run_build(cfg, resume=resume, overwrite=overwrite, progress=_ProgressBar())
     except (ValueError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
     if as_json:
@@ -94,6 +96,8 @@ def build(src, path, task, out, window, hop, min_notes, min_confidence, melody_c
             click.echo(f"songs ({d['mode']}): {d['songs']} from {d['files']} files, "
                        f"{d['files_in_shared_songs']} files in songs of several; "
                        f"{d['cross_song_copies']} copies across songs -> songs.parquet")
+        for line in summary.get("warnings") or []:  # --json carries them in its line
+            click.echo(f"warning: {line}", err=True)
 
 
 class _ProgressBar:
