@@ -270,3 +270,37 @@ def test_errors(small_dataset, tmp_path):
     torch.save({"weights": torch.zeros(1)}, bad)
     with pytest.raises(CheckpointError, match="not a musicpairs"):
         load_checkpoint(bad)
+
+
+def test_ctrl_c_before_the_first_checkpoint_then_resume_or_start_again(small_dataset,
+                                                                        tmp_path):
+    run = tmp_path / "run"
+    args = ["--data", str(small_dataset), "--out", str(run), "--checkpoint-every", "100000",
+            "--eval-every", "0", "--sample-count", "0", "--num-workers", "0",
+            "--log-every", "1", *TINY]
+    process = subprocess.Popen(_train_command(*args, "--steps", "100000"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").is_file() or not lines(run / "metrics.jsonl"):
+            assert time.monotonic() < deadline, "no step logged within 2 minutes"
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+    assert not (run / "last.pt").exists() and (run / "config.json").is_file()
+    done = subprocess.run(_train_command("--out", str(run), "--resume", "--steps", "3"),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(run / "last.pt")["step"] == 3
+    assert [m["step"] for m in lines(run / "metrics.jsonl") if "loss_g_l1" in m] == [1, 2, 3]
+
+    again = tmp_path / "again"  # the same interruption, then a fresh start in the folder
+    again.mkdir()
+    (again / "config.json").write_text((run / "config.json").read_text())
+    (again / "metrics.jsonl").write_text('{"step": 7, "loss_g_l1": 1.0}\n')
+    fresh = subprocess.run(_train_command(*[a if a != str(run) else str(again) for a in args],
+                                          "--steps", "2"), capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert [m["step"] for m in lines(again / "metrics.jsonl") if "loss_g_l1" in m] == [1, 2]

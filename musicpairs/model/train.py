@@ -289,18 +289,35 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(kept))
 
 
-def prepare_run(cfg: TrainConfig, resume: bool) -> Path:
-    """Check the run folder: a new run needs it empty of runs, a resumed one its
-    checkpoint and a compatible config."""
+def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, bool]:
+    """Check the run folder: a new run needs it free of checkpoints, a resumed one a
+    compatible config.
+
+    A run stopped before its first checkpoint left a config and perhaps a few log lines
+    but nothing to continue from: ``--resume`` (with a compatible config) and a fresh
+    start both start it again from step 0.
+
+    Returns:
+        The run folder, and whether there is a checkpoint to resume from.
+    """
     run = Path(cfg.out)
     if resume:
-        if not (run / LAST).is_file() or not (run / "config.json").is_file():
-            raise TrainError(f"{run}: nothing to resume (no {LAST} and config.json)")
+        if not (run / "config.json").is_file():
+            raise TrainError(f"{run}: nothing to resume (no config.json: no run started "
+                             "here)")
         _check_resume(cfg, run)
-    elif (run / "config.json").exists() or (run / LAST).exists():
+        if not (run / LAST).is_file():
+            log.info("%s: stopped before its first checkpoint; starting it again", run)
+            _truncate_log(run / "metrics.jsonl", -1)
+            _truncate_log(run / "pairs.jsonl", -1)
+            return run, False
+    elif (run / LAST).exists():
         raise TrainError(f"{run}: holds a run already; pass --resume to continue it, or "
                          "choose another --out")
-    return run
+    elif (run / "config.json").exists():  # started, stopped before a checkpoint
+        _truncate_log(run / "metrics.jsonl", -1)
+        _truncate_log(run / "pairs.jsonl", -1)
+    return run, resume
 
 
 def train(cfg: TrainConfig, *, resume: bool = False,
@@ -320,7 +337,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
     """
     rank, world = _distributed()
     device = resolve_device(cfg.device)
-    run = prepare_run(cfg, resume)
+    run, resume = prepare_run(cfg, resume)
     writer = rank == 0
     if writer:
         run.mkdir(parents=True, exist_ok=True)
