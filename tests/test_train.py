@@ -304,3 +304,25 @@ def test_ctrl_c_before_the_first_checkpoint_then_resume_or_start_again(small_dat
                                           "--steps", "2"), capture_output=True, text=True)
     assert fresh.returncode == 0, fresh.stderr
     assert [m["step"] for m in lines(again / "metrics.jsonl") if "loss_g_l1" in m] == [1, 2]
+
+
+def test_plot_draws_a_run_and_names_a_folder_without_metrics(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "epoch": 0, "loss_d": 0.7, "loss_g_gan": 0.7,
+                    "loss_g_l1": 1 / s, "lr": 2e-4}) + "\n" for s in range(1, 20))
+        + json.dumps({"step": 19, "epoch": 0, "valid_l1": 0.3, "valid_frame_f1": 0.2,
+                      "valid_frame_precision": 0.3, "valid_frame_recall": 0.1,
+                      "valid_tuned_frame_f1": 0.25}) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    png = run / "curves.png"
+    assert result.output.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(main, ["plot", str(empty)])
+    assert result.exit_code == 1
+    assert "no metrics.jsonl" in result.output and "Traceback" not in result.output

@@ -40,10 +40,11 @@ def _register() -> None:
     from musicpairs.cli.build import build
     from musicpairs.cli.evaluate import convert, evaluate
     from musicpairs.cli.inspect import inspect
+    from musicpairs.cli.plot import plot
     from musicpairs.cli.quickstart import quickstart
     from musicpairs.cli.train import train
 
-    for command in (build, inspect, train, evaluate, convert, quickstart):
+    for command in (build, inspect, train, evaluate, convert, quickstart, plot):
         main.add_command(command)
 
 
