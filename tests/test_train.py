@@ -326,3 +326,17 @@ def test_plot_draws_a_run_and_names_a_folder_without_metrics(tmp_path):
     result = runner.invoke(main, ["plot", str(empty)])
     assert result.exit_code == 1
     assert "no metrics.jsonl" in result.output and "Traceback" not in result.output
+
+
+def test_progress_estimates_the_run_and_logs_every_few_seconds_without_a_terminal(capfd):
+    from musicpairs.cli.train import _Progress
+
+    now = [0.0]
+    progress = _Progress(every=10, clock=lambda: now[0], tty=False)
+    for step in range(1, 41):
+        now[0] += 5.0 if step == 1 else 2.0  # the first step pays for warm-up
+        progress(step, 100, {"loss_g_l1": 0.5})
+    err = capfd.readouterr().err.splitlines()
+    assert err[0] == "train: 2.00 s a step; 100 steps take about 3:20 (3:12 from here)"
+    assert err[1].startswith("train: 6/100 (6 %), ETA 3:08 loss_g_l1=0.5")
+    assert len(err) == 1 + 7  # a line every 10 s of 2 s steps, steps 6 .. 36

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -107,14 +108,56 @@ def train(ctx: click.Context, data, out, compile_, log_pair_ids, resume, as_json
 
 
 class _Progress:
-    """Step, losses and speed on stderr (when it is a terminal)."""
+    """Progress on stderr: on a terminal a bar with the ETA, redrawn every step;
+    otherwise (a log file, a pipe) a line every ``every`` seconds. Either way, once the
+    first steps are timed, one line with the seconds a step takes and what the run will.
+
+    Args:
+        every: Seconds between lines when stderr is not a terminal.
+        clock: Seconds, monotonic (tests give their own).
+        tty: Whether stderr is a terminal (None: ask it).
+    """
+
+    #: Steps timed before the estimate (the first steps pay for warm-up).
+    WARM_STEPS = 3
+
+    def __init__(self, every: float = 10.0, clock=time.monotonic, tty: bool | None = None):
+        self.every, self.clock = every, clock
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.start = self.last_line = None
+        self.start_step = 0
+        self.told = False
 
     def __call__(self, step: int, total: int, last: dict) -> None:
-        if not sys.stderr.isatty():
+        now = self.clock()
+        if self.start is None:
+            # Timing starts after the first step of this process (imports, warm-up).
+            self.start, self.start_step, self.last_line = now, step, now
             return
+        per_step = (now - self.start) / (step - self.start_step)
+        left = per_step * (total - step)
+        if not self.told and step - self.start_step >= self.WARM_STEPS:
+            self.told = True
+            click.echo(f"train: {per_step:.2f} s a step; {total} steps take about "
+                       f"{_clock(per_step * total)} ({_clock(left)} from here)", err=True)
         parts = [f"{k}={last[k]:.4g}" for k in ("loss_d", "loss_g_gan", "loss_g_l1",
-                                                "valid_frame_f1", "samples_per_s")
-                 if k in last]
-        click.echo(f"\rtrain: {step}/{total} " + " ".join(parts), nl=False, err=True)
-        if step >= total:
-            click.echo("", err=True)
+                                                "valid_frame_f1") if k in last]
+        done = step / max(total, 1)
+        if self.tty:
+            bar = "#" * int(20 * done)
+            click.echo(f"\rtrain: [{bar:<20}] {step}/{total} ETA {_clock(left)} "
+                       + " ".join(parts), nl=False, err=True)
+            if step >= total:
+                click.echo("", err=True)
+        elif now - self.last_line >= self.every or step >= total:
+            self.last_line = now
+            click.echo(f"train: {step}/{total} ({100 * done:.0f} %), ETA {_clock(left)} "
+                       + " ".join(parts), err=True)
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
