@@ -267,4 +267,26 @@ def test_quickstart_end_to_end(tmp_path):
     assert again.exit_code == 0, again.output
     assert "built before" in again.output and "trained before" in again.output
     assert (out / "run" / "last.pt").stat().st_mtime_ns == mtime
+    more = invoke(*args[:-5], "40", *args[-4:])  # --steps 40: trains further
+    assert more.exit_code == 0, more.output
+    assert "30 -> 40 steps" in more.output
+    assert load_checkpoint(out / "run" / "last.pt")["step"] == 40
     shutil.rmtree(out / "eval")
+
+
+def test_quickstart_plans_its_minutes_and_trains_further_with_more(tmp_path):
+    out = tmp_path / "qs"
+    args = ("quickstart", "--out", str(out), "--limit", "10", "--ngf", "8", "--device", "cpu")
+    first = invoke(*args, "--minutes", "0.5")
+    assert first.exit_code == 0, first.output
+    assert "plan: 0.5 min in all: build the dataset" in first.output
+    assert "s a training step here" in first.output
+    assert "are too few for the model to learn much" in first.output
+    steps = load_checkpoint(out / "run" / "last.pt")["step"]
+    state = json.loads((out / "quickstart.json").read_text())
+    assert state["minutes"] == 0.5 and state["build_seconds"] > 0
+    second = invoke(*args, "--minutes", "0.8")
+    assert second.exit_code == 0, second.output
+    assert "plan: 0.8 min in all: the dataset (built before)" in second.output
+    assert f"({steps} done before)" in second.output
+    assert load_checkpoint(out / "run" / "last.pt")["step"] > steps

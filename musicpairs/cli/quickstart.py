@@ -11,7 +11,9 @@ import click
 @click.option("--out", default="musicpairs-quickstart", show_default=True,
               type=click.Path(file_okay=False), help="Folder for everything it makes.")
 @click.option("--minutes", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Training time (measured into a number of steps on this machine).")
+              help="The whole call's time: build, train, evaluate, convert (training gets "
+                   "what is left, measured into steps). Again with more minutes: the run "
+                   "in --out trains further.")
 @click.option("--steps", type=click.IntRange(min=1), help="Train exactly N steps instead.")
 @click.option("--limit", type=click.IntRange(min=3), help="Only the first N chorales.")
 @click.option("--ngf", type=click.IntRange(min=1), help="Generator width [32].")

@@ -1,19 +1,21 @@
 """``quickstart``: from nothing downloaded to a converted chorale, in one call.
 
 Builds the Bach chorales bundled with music21 as melody2accomp pairs, trains a small
-pix2pix for a time budget (the number of steps is measured on this machine first, so a
-run is reproducible once its steps are known), evaluates it against the baselines on the
-test split, and converts the melody of a held-out (test-split) chorale. Every stage
-picks up what an earlier call left in the folder: a finished build or run is reused,
-an interrupted one resumed.
+pix2pix, evaluates it against the baselines on the test split, and converts the melody
+of a held-out (test-split) chorale, all within ``--minutes``: what the build leaves,
+less what evaluating and converting take, is measured into a number of training steps
+on this machine (so a run is reproducible once its steps are known). Every stage picks
+up what an earlier call left in the folder: a finished build is reused, an interrupted
+one resumed; a finished run is reused, or trained further when a call's budget fits
+more steps than it has (``OUT/quickstart.json`` records the budget).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,13 @@ log = logging.getLogger(__name__)
 WINDOW = 64
 #: The generator and run that fit ~5 minutes on a 2-core CPU.
 MODEL = {"ngf": 32, "ndf": 32, "batch_size": 16, "lr": 5e-4, "dropout": 0.0}
+#: Seconds kept for evaluating on the test split and converting a chorale (~6 s on the
+#: 2-core development machine) and for what training adds to its steps (loading,
+#: checkpoints).
+RESERVE_SECONDS = 20
+#: Fewer steps than this teach the model little: the quickstart says so.
+FEW_STEPS = 300
+STATE = "quickstart.json"
 
 
 def _build(out: Path, limit: int | None, say: Callable[[str], None]) -> dict[str, Any]:
@@ -41,17 +50,28 @@ def _build(out: Path, limit: int | None, say: Callable[[str], None]) -> dict[str
         return json.loads((data / "manifest.json").read_text())["counts"]
     say("dataset: building the Bach chorales (music21's corpus) as melody2accomp pairs ...")
     cfg = BuildConfig(src="bach", task="melody2accomp", out=str(data), window=WINDOW,
-                      hop=WINDOW // 2, limit=limit, workers=min(os.cpu_count() or 1, 4))
-    summary = build(cfg, resume=data.exists())
+                      hop=WINDOW // 2, limit=limit, workers=min(os.cpu_count() or 1, 4),
+                      songs_per_shard=32)
+    started, shown = time.perf_counter(), [time.perf_counter()]
+
+    def progress(done: int, total: int | None) -> None:
+        if time.perf_counter() - shown[0] >= 10:
+            shown[0] = time.perf_counter()
+            say(f"dataset: {done} partitions of {total or '?'} built "
+                f"({shown[0] - started:.0f} s)")
+
+    summary = build(cfg, resume=data.exists(), progress=progress)
     say(f"dataset: {summary['pairs']} pairs (train {summary['splits']['train']}, valid "
         f"{summary['splits']['valid']}, test {summary['splits']['test']}) from "
         f"{summary['songs']} chorales in {summary['seconds']:.0f} s")
     return summary
 
 
-def measure_steps(cfg: TrainConfig, seconds: float, *, trials: int = 4) -> int:
-    """How many training steps of ``cfg`` fit in ``seconds`` on this machine (timed on
-    real batches after a warm-up step; at least 20)."""
+def seconds_per_step(cfg: TrainConfig, *, warmup: int = 2, trials: int = 6) -> float:
+    """Seconds one training step of ``cfg`` takes on this machine: the median of
+    ``trials`` steps timed one by one on a real batch, after ``warmup`` steps (the first
+    steps pay for allocation; a median is not fooled by one step slowed by another
+    process)."""
     from musicpairs.loader import PairStream
     from musicpairs.model.train import Pix2Pix, resolve_device
 
@@ -59,50 +79,65 @@ def measure_steps(cfg: TrainConfig, seconds: float, *, trials: int = 4) -> int:
                         batch_size=cfg.batch_size)
     batch = next(iter(stream))
     device = resolve_device(cfg.device)
-    model = Pix2Pix(cfg, stream.meta, device, total_steps=trials + 1)
-    model.step(batch["source"], batch["target"])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(trials):
+    model = Pix2Pix(cfg, stream.meta, device, total_steps=warmup + trials)
+    times = []
+    for k in range(warmup + trials):
+        start = time.perf_counter()
         model.step(batch["source"], batch["target"])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    per_step = (time.perf_counter() - start) / trials
-    return max(20, int(seconds / per_step))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
-def _train(out: Path, data: Path, minutes: float, steps: int | None, model: dict[str, Any],
-           device: str, say: Callable[[str], None]) -> Path:
+def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None,
+           model: dict[str, Any], device: str, say: Callable[[str], None]) -> Path:
+    """Train the run to ``steps``, or to the steps that fit in ``budget``: (training
+    seconds of the whole budget, seconds this call has left for training). A new run,
+    the rest of an interrupted one, or more steps on a finished one."""
     from musicpairs.model.checkpoint import LAST, load_checkpoint
     from musicpairs.model.train import train
 
     run = out / "run"
-    cfg, resume = None, False
-    if (run / "config.json").is_file():
-        saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-        if (run / LAST).is_file():
-            if int(load_checkpoint(run / LAST)["step"]) >= saved.steps:
-                say(f"model: {run / LAST} (trained before, {saved.steps} steps)")
-                return run / LAST
-            cfg, resume = saved, True
-        else:  # stopped before its first checkpoint: start it again
-            shutil.rmtree(run)
-            steps = steps or saved.steps
-    if cfg is None:
-        cfg = TrainConfig(data=str(data), out=str(run), steps=1, device=device,
-                          num_workers=1, **model)
-        if steps is None:
-            # Loading, the valid evaluation and checkpoints take a few percent.
-            steps = measure_steps(cfg, 0.93 * minutes * 60)
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "steps": steps,
-                                     "checkpoint_every": max(steps // 4, 10),
-                                     "eval_every": 0, "log_every": max(steps // 50, 1)})
-    say(f"model: training pix2pix (ngf {cfg.ngf}, {cfg.steps} steps of {cfg.batch_size}) "
-        f"{'(resumed) ' if resume else ''}...")
-    summary = train(cfg, resume=resume)
-    say(f"model: {summary['step']} steps in {summary['seconds'] / 60:.1f} min; valid frame F1 "
-        f"{summary.get('valid_tuned_frame_f1', float('nan')):.3f} at the tuned thresholds")
+    saved = (TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+             if (run / "config.json").is_file() else None)
+    done = int(load_checkpoint(run / LAST)["step"]) if (run / LAST).is_file() else 0
+    cfg = saved or TrainConfig(data=str(data), out=str(run), steps=1, device=device,
+                               num_workers=1, **model)
+    if steps is None:
+        per_step = seconds_per_step(cfg)
+        whole, left = budget
+        steps = max(1, min(int(whole / per_step), done + int(left / per_step)))
+        say(f"plan: {per_step:.2f} s a training step here: {steps} steps fit in "
+            f"{whole:.0f} s of training" + (f" ({done} done before)" if done else ""))
+        if steps < FEW_STEPS:
+            more = math.ceil((FEW_STEPS * per_step - whole) / 60)
+            say(f"warning: {steps} steps are too few for the model to learn much (its "
+                f"conversions will be mostly noise); {more} more --minutes give "
+                f"{FEW_STEPS}+, or train on a GPU (--device cuda)")
+    if done >= steps:
+        say(f"model: {run / LAST} (trained before, {done} steps; a larger --minutes trains "
+            "it further)")
+        return run / LAST
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "steps": steps,
+                                 "checkpoint_every": max(steps // 4, 10), "eval_every": 0,
+                                 "log_every": max(steps // 50, 1)})
+    say(f"model: training pix2pix (ngf {cfg.ngf}, {done} -> {steps} steps of "
+        f"{cfg.batch_size}) ...")
+    started, shown = time.perf_counter(), [time.perf_counter()]
+
+    def progress(step: int, total: int, _last: dict) -> None:
+        now = time.perf_counter()
+        if now - shown[0] >= 10 and step < total:
+            shown[0] = now
+            left = (now - started) / max(step - done, 1) * (total - step)
+            say(f"model: step {step}/{total}, about {left:.0f} s left")
+
+    summary = train(cfg, resume=done > 0, progress=progress)
+    say(f"model: {summary['step']} steps, {summary['seconds'] / 60:.1f} min this time; valid "
+        f"frame F1 {summary.get('valid_tuned_frame_f1', float('nan')):.3f} at the tuned "
+        "thresholds")
     return run / LAST
 
 
@@ -131,8 +166,10 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
     Args:
         out: The folder for everything: ``data/``, ``run/``, ``eval/``, the chorale and
             its conversion.
-        minutes: Training time budget (measured into a number of steps).
-        steps: Train exactly this many steps instead.
+        minutes: The whole call's time budget: build, training, evaluation, conversion.
+            Training gets what the build leaves less ``RESERVE_SECONDS``; a run already
+            in the folder is trained further when that fits more steps than it has.
+        steps: Train to exactly this many steps instead.
         limit: Build only the first N chorales (tests).
         model: Overrides of the generator and run settings (``MODEL``).
         say: Where progress lines go.
@@ -143,12 +180,31 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
     from musicpairs.model.convert import convert
     from musicpairs.model.evaluate import evaluate, format_report
 
+    started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    state_path = out / STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    built = (out / "data" / "manifest.json").is_file()
+    if steps is None:
+        say(f"plan: {minutes:g} min in all: "
+            + ("the dataset (built before), " if built else
+               "build the dataset (about 40 s on 2 cores), ")
+            + f"then train for what is left but ~{RESERVE_SECONDS} s, then evaluate and "
+              "convert")
     counts = _build(out, limit, say)
+    if not built:
+        state["build_seconds"] = round(time.perf_counter() - started, 1)
     data = out / "data"
-    checkpoint = _train(out, data, minutes, steps, {**MODEL, **(model or {})}, device, say)
+    # Training time as if the whole budget were this run's, build included (a folder
+    # called again with a larger --minutes trains on to that budget's steps), and the
+    # time this call has left for it.
+    whole = max(minutes * 60 - state.get("build_seconds", 0) - RESERVE_SECONDS, 1.0)
+    left = max(started + minutes * 60 - RESERVE_SECONDS - time.perf_counter(), 1.0)
+    checkpoint = _train(out, data, (whole, left), steps, {**MODEL, **(model or {})}, device,
+                        say)
+    state.update(minutes=max(minutes, state.get("minutes", 0)))
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
     say("evaluate: the test split, against the baselines ...")
     scores = evaluate(checkpoint, str(data), split="test", device=device, out=out / "eval")
     report = format_report(scores)
@@ -161,3 +217,4 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
             "chorale": song, "input_midi": str(melody), "converted_midi": str(converted),
             "converted_png": summary["render"], "generated_notes": summary["generated_notes"],
             "seconds": time.perf_counter() - started}
+
