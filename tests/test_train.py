@@ -340,3 +340,21 @@ def test_progress_estimates_the_run_and_logs_every_few_seconds_without_a_termina
     assert err[0] == "train: 2.00 s a step; 100 steps take about 3:20 (3:12 from here)"
     assert err[1].startswith("train: 6/100 (6 %), ETA 3:08 loss_g_l1=0.5")
     assert len(err) == 1 + 7  # a line every 10 s of 2 s steps, steps 6 .. 36
+
+
+def test_stop_at_ends_a_run_early_with_a_checkpoint_it_can_resume(small_dataset, tmp_path):
+    from musicpairs.config import TrainConfig
+    from musicpairs.model.train import train
+
+    run = tmp_path / "run"
+    cfg = TrainConfig(data=str(small_dataset), out=str(run), steps=100_000, ngf=4, ndf=4,
+                      batch_size=2, device="cpu", num_workers=0, sample_count=0,
+                      eval_every=0, checkpoint_every=100_000, log_every=100_000)
+    summary = train(cfg, stop_at=time.monotonic() + 2.0)
+    stopped = summary["step"]
+    assert 0 < stopped < 100_000
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == stopped and state["decode"]  # evaluated, thresholds tuned
+    assert [m["step"] for m in lines(run / "metrics.jsonl") if "loss_g_l1" in m] == [stopped]
+    more = train(dataclasses.replace(cfg, steps=stopped + 2), resume=True)
+    assert more["step"] == stopped + 2

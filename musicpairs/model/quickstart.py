@@ -92,7 +92,8 @@ def seconds_per_step(cfg: TrainConfig, *, warmup: int = 2, trials: int = 6) -> f
 
 
 def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None,
-           model: dict[str, Any], device: str, say: Callable[[str], None]) -> Path:
+           model: dict[str, Any], device: str, say: Callable[[str], None],
+           stop_at: float | None) -> Path:
     """Train the run to ``steps``, or to the steps that fit in ``budget``: (training
     seconds of the whole budget, seconds this call has left for training). A new run,
     the rest of an interrupted one, or more steps on a finished one."""
@@ -134,7 +135,10 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
             left = (now - started) / max(step - done, 1) * (total - step)
             say(f"model: step {step}/{total}, about {left:.0f} s left")
 
-    summary = train(cfg, resume=done > 0, progress=progress)
+    summary = train(cfg, resume=done > 0, progress=progress, stop_at=stop_at)
+    if summary["step"] < steps:
+        say(f"model: the budget ran out at step {summary['step']} of {steps} (steps took "
+            "longer than measured); again with the same --minutes finishes them")
     say(f"model: {summary['step']} steps, {summary['seconds'] / 60:.1f} min this time; valid "
         f"frame F1 {summary.get('valid_tuned_frame_f1', float('nan')):.3f} at the tuned "
         "thresholds")
@@ -201,8 +205,11 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
     # time this call has left for it.
     whole = max(minutes * 60 - state.get("build_seconds", 0) - RESERVE_SECONDS, 1.0)
     left = max(started + minutes * 60 - RESERVE_SECONDS - time.perf_counter(), 1.0)
+    # Steps slower than measured (a busy machine) stop training at the budget's end.
+    stop_at = None if steps is not None else (
+        time.monotonic() + started + minutes * 60 - RESERVE_SECONDS - time.perf_counter())
     checkpoint = _train(out, data, (whole, left), steps, {**MODEL, **(model or {})}, device,
-                        say)
+                        say, stop_at)
     state.update(minutes=max(minutes, state.get("minutes", 0)))
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     say("evaluate: the test split, against the baselines ...")

@@ -321,8 +321,8 @@ def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, bool]:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False,
-          progress: Callable[[int, int, dict[str, float]], None] | None = None
-          ) -> dict[str, Any]:
+          progress: Callable[[int, int, dict[str, float]], None] | None = None,
+          stop_at: float | None = None) -> dict[str, Any]:
     """Train pix2pix on a dataset, or resume a run; returns a summary.
 
     Writes, in ``cfg.out`` (rank 0 only): ``config.json``, checkpoints, ``metrics.jsonl``
@@ -330,12 +330,16 @@ def train(cfg: TrainConfig, *, resume: bool = False,
     precision / recall / F1 at each evaluation), TensorBoard scalars under ``tb/`` when
     tensorboard is installed, and ``samples/step-NNNNNNNN/`` (PNG and MIDI of valid
     pairs). ``progress(step, total, last_metrics)`` is called after every step.
+    ``stop_at`` (a ``time.monotonic()`` time; one process only) ends the run early when
+    it passes, as if that step were the last: evaluated, checkpointed, resumable later.
 
     Raises:
         TrainError: The run folder is in the way, or the resume does not fit.
         LoaderError: The dataset cannot be streamed.
     """
     rank, world = _distributed()
+    if stop_at is not None and world > 1:
+        raise TrainError("stop_at is for one process: ranks would stop at different steps")
     device = resolve_device(cfg.device)
     run, resume = prepare_run(cfg, resume)
     writer = rank == 0
@@ -384,7 +388,8 @@ def train(cfg: TrainConfig, *, resume: bool = False,
     started, last = time.perf_counter(), {}
     window_start, window_steps, sums = time.perf_counter(), 0, {}
     epoch = stream.epoch
-    while step < total:
+    final = False
+    while step < total and not final:
         loader.set_epoch(epoch)
         yielded = False
         for batch in loader:
@@ -393,13 +398,14 @@ def train(cfg: TrainConfig, *, resume: bool = False,
             losses = model.step(batch["source"], batch["target"])
             step += 1
             window_steps += 1
+            final = step == total or (stop_at is not None and time.monotonic() >= stop_at)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v
             if cfg.log_pair_ids:
                 ids = _gather(batch["pair_id"], world)
                 if writer:
                     logs.write("pairs.jsonl", {"step": step, "epoch": epoch, "pair_ids": ids})
-            if step % cfg.log_every == 0 or step == total:
+            if step % cfg.log_every == 0 or final:
                 seconds = time.perf_counter() - window_start
                 last = {"step": step, "epoch": epoch,
                         **{k: float(v) / window_steps for k, v in sums.items()},
@@ -410,14 +416,14 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                     logs.write("metrics.jsonl", last)
                 window_start, window_steps, sums = time.perf_counter(), 0, {}
             if writer and validator and ((cfg.eval_every and step % cfg.eval_every == 0)
-                                         or step == total):
+                                         or final):
                 paused = time.perf_counter()
                 scores = validator.run(model, step)
                 logs.write("metrics.jsonl", {"step": step, "epoch": epoch, **scores})
                 last.update(scores)
                 window_start += time.perf_counter() - paused  # samples/s counts training
             # After the evaluation: the checkpoint keeps the thresholds it tuned.
-            if step % cfg.checkpoint_every == 0 or step == total:
+            if step % cfg.checkpoint_every == 0 or final:
                 ranks = _gather({"loader": loader.state_dict(), "rng": rng_state()}, world)
                 if writer:
                     save_checkpoint({"config": cfg.to_dict(), "meta": asdict(stream.meta),
@@ -426,7 +432,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                                     keep=cfg.keep_checkpoints)
             if progress:
                 progress(step, total, last)
-            if step >= total:
+            if final:
                 break
         else:
             if not yielded and not resume:
