@@ -358,3 +358,21 @@ def test_stop_at_ends_a_run_early_with_a_checkpoint_it_can_resume(small_dataset,
     assert [m["step"] for m in lines(run / "metrics.jsonl") if "loss_g_l1" in m] == [stopped]
     more = train(dataclasses.replace(cfg, steps=stopped + 2), resume=True)
     assert more["step"] == stopped + 2
+
+
+def test_the_weights_only_export_is_small_and_generates_what_the_checkpoint_does(
+        small_dataset, tmp_path):
+    from musicpairs.model import load_generator
+
+    run = tmp_path / "run"
+    run_cli("--data", str(small_dataset), "--out", str(run), "--steps", "2",
+            "--num-workers", "0", "--sample-count", "0", "--ngf", "8", "--ndf", "8",
+            "--batch-size", "2", "--device", "cpu")
+    export, last = run / "generator.pt", run / "last.pt"
+    state = torch.load(export, weights_only=True)
+    assert state["kind"] == "generator" and state["step"] == 2 and "opt_g" not in state
+    assert export.stat().st_size < 0.2 * last.stat().st_size
+    (g_export, meta, _, _), (g_last, _, _, _) = load_generator(export), load_generator(last)
+    x = torch.rand(2, *meta.source_shape) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(g_export(x), g_last(x), atol=2e-2)

@@ -27,6 +27,9 @@ from musicpairs.shards import ShardMeta
 FORMAT = "musicpairs-pix2pix"
 VERSION = 1
 LAST = "last.pt"
+#: The generator alone, in fp16, with what decoding needs: what ``evaluate`` and
+#: ``convert`` read (a fraction of a step checkpoint's size; it cannot resume a run).
+EXPORT = "generator.pt"
 
 
 class CheckpointError(MusicpairsError):
@@ -100,6 +103,23 @@ def save_checkpoint(state: dict[str, Any], run: str | os.PathLike, step: int, *,
     return path
 
 
+def save_generator(state: dict[str, Any], run: str | os.PathLike) -> Path:
+    """Write ``RUN/generator.pt`` from a checkpoint's state: config, metadata, step,
+    decoding thresholds and the generator's weights as fp16 (buffers kept as they are),
+    atomically."""
+    run = Path(run)
+    weights = {k: v.half() if v.is_floating_point() else v
+               for k, v in state["generator"].items()}
+    export = {"format": FORMAT, "version": VERSION, "kind": "generator",
+              **{k: state[k] for k in ("config", "meta", "step", "decode") if k in state},
+              "generator": weights}
+    tmp = run / f".{EXPORT}.tmp"
+    with tmp.open("wb") as f:
+        torch.save(export, f)
+    tmp.replace(run / EXPORT)
+    return run / EXPORT
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint`, read with ``weights_only=True``.
 
@@ -136,7 +156,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
     check_task(meta, str(path))
     generator = generator_for(cfg, meta)
     try:
-        generator.load_state_dict(state["generator"])
+        generator.load_state_dict(state["generator"])  # an export's fp16 -> fp32
     except (KeyError, RuntimeError) as e:
         # torch lists every mismatched tensor; the first line says what is wrong.
         first = str(e).strip().splitlines()

@@ -317,9 +317,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
 
 
 def _model_name(path: Path) -> str:
-    """A row label: the run folder's name, with the file's stem unless it is last.pt."""
+    """A row label: the run folder's name, with the file's stem unless it is last.pt or
+    the run's weights-only export."""
     run = path.parent.name or "model"
-    return run if path.name == "last.pt" else f"{run}/{path.stem}"
+    return run if path.name in ("last.pt", "generator.pt") else f"{run}/{path.stem}"
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -67,27 +67,37 @@ def _build(out: Path, limit: int | None, say: Callable[[str], None]) -> dict[str
     return summary
 
 
-def seconds_per_step(cfg: TrainConfig, *, warmup: int = 2, trials: int = 6) -> float:
-    """Seconds one training step of ``cfg`` takes on this machine: the median of
-    ``trials`` steps timed one by one on a real batch, after ``warmup`` steps (the first
-    steps pay for allocation; a median is not fooled by one step slowed by another
-    process)."""
-    from musicpairs.loader import PairStream
+def seconds_per_step(cfg: TrainConfig, *, warmup: int = 3, trials: int = 8) -> float:
+    """Seconds one training step of ``cfg`` takes on this machine, batches loaded as
+    training loads them (``cfg.num_workers`` loader processes share the cores): the
+    median of ``trials`` steps timed one by one after ``warmup`` steps (the first steps
+    pay for allocation and the loader's start; a median is not fooled by one step
+    slowed by another process)."""
+    from musicpairs.loader import PairLoader, PairStream
     from musicpairs.model.train import Pix2Pix, resolve_device
 
-    stream = PairStream(cfg.data, "train", shuffle=False, rank=0, world_size=1,
-                        batch_size=cfg.batch_size)
-    batch = next(iter(stream))
+    stream = PairStream(cfg.data, "train", shuffle=True, seed=cfg.seed, rank=0,
+                        world_size=1, transpose=cfg.transpose)
     device = resolve_device(cfg.device)
+    loader = PairLoader(stream, cfg.batch_size, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.seed))
     model = Pix2Pix(cfg, stream.meta, device, total_steps=warmup + trials)
     times = []
+    batches = iter(loader)
     for k in range(warmup + trials):
         start = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:  # a tiny dataset: time on what it has
+            break
         model.step(batch["source"], batch["target"])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if k >= warmup:
             times.append(time.perf_counter() - start)
+    del batches
+    if not times:
+        raise MusicpairsError(f"{cfg.data}: too few training pairs to time a step")
     return sorted(times)[len(times) // 2]
 
 
@@ -97,7 +107,7 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
     """Train the run to ``steps``, or to the steps that fit in ``budget``: (training
     seconds of the whole budget, seconds this call has left for training). A new run,
     the rest of an interrupted one, or more steps on a finished one."""
-    from musicpairs.model.checkpoint import LAST, load_checkpoint
+    from musicpairs.model.checkpoint import EXPORT, LAST, load_checkpoint
     from musicpairs.model.train import train
 
     run = out / "run"
@@ -117,12 +127,15 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
             say(f"warning: {steps} steps are too few for the model to learn much (its "
                 f"conversions will be mostly noise); {more} more --minutes give "
                 f"{FEW_STEPS}+, or train on a GPU (--device cuda)")
+    # evaluate and convert read the small weights-only export, when the run has one.
+    export = run / EXPORT if (run / EXPORT).is_file() else run / LAST
     if done >= steps:
-        say(f"model: {run / LAST} (trained before, {done} steps; a larger --minutes trains "
+        say(f"model: {export} (trained before, {done} steps; a larger --minutes trains "
             "it further)")
-        return run / LAST
+        return export
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "steps": steps,
                                  "checkpoint_every": max(steps // 4, 10), "eval_every": 0,
+                                 "keep_checkpoints": 1,
                                  "log_every": max(steps // 50, 1)})
     say(f"model: training pix2pix (ngf {cfg.ngf}, {done} -> {steps} steps of "
         f"{cfg.batch_size}) ...")
@@ -142,7 +155,7 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
     say(f"model: {summary['step']} steps, {summary['seconds'] / 60:.1f} min this time; valid "
         f"frame F1 {summary.get('valid_tuned_frame_f1', float('nan')):.3f} at the tuned "
         "thresholds")
-    return run / LAST
+    return run / EXPORT
 
 
 def _held_out_chorale(data: Path, out: Path) -> tuple[str, Path]:

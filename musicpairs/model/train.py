@@ -42,6 +42,7 @@ from musicpairs.model.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
+    save_generator,
     set_rng_state,
 )
 from musicpairs.model.rolls import to_model
@@ -426,10 +427,11 @@ def train(cfg: TrainConfig, *, resume: bool = False,
             if step % cfg.checkpoint_every == 0 or final:
                 ranks = _gather({"loader": loader.state_dict(), "rng": rng_state()}, world)
                 if writer:
-                    save_checkpoint({"config": cfg.to_dict(), "meta": asdict(stream.meta),
-                                     "step": step, "epoch": epoch, "ranks": ranks,
-                                     **model.state_dict()}, run, step,
-                                    keep=cfg.keep_checkpoints)
+                    state = {"config": cfg.to_dict(), "meta": asdict(stream.meta),
+                             "step": step, "epoch": epoch, "ranks": ranks,
+                             **model.state_dict()}
+                    save_checkpoint(state, run, step, keep=cfg.keep_checkpoints)
+                    save_generator(state, run)
             if progress:
                 progress(step, total, last)
             if final:
