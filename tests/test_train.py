@@ -48,7 +48,8 @@ def test_checkpoint_resume_and_reload(small_dataset, tmp_path):
                       "--checkpoint-every", "2", "--eval-every", "2", "--log-every", "1",
                       "--num-workers", "0", "--sample-count", "2", *TINY)
     assert summary["step"] == 4
-    assert sorted(p.name for p in run.glob("*.pt")) == ["last.pt", "step-00000002.pt",
+    assert sorted(p.name for p in run.glob("*.pt")) == ["generator.pt", "last.pt",
+                                                        "step-00000002.pt",
                                                         "step-00000004.pt"]
     config = json.loads((run / "config.json").read_text())
     assert config["ngf"] == 4 and config["steps"] == 4
