@@ -35,7 +35,8 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
                 dpi: int = 110) -> Path:
     """Draw a pair as a PNG: every source and target channel stacked, time across.
 
-    Frames are shaded by velocity, onsets marked, bars (4 beats) and beats ruled, the
+    Frames are shaded by velocity, onsets marked, beats ruled (every 4th from the window's
+    first downbeat darker: a pair does not carry its meter), the
     pitch axis labelled at each C.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -76,7 +77,8 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
     start = row.get("start_beat", 0.0)
     axes[-1].set_xticks([b - 0.5 for b in bars], [f"{start + b / spb:g}" for b in bars])
     axes[-1].set_xlim(-0.5, width - 0.5)
-    axes[-1].set_xlabel("beat (lines: bars of 4 beats, beats; red ticks: onsets)")
+    axes[-1].set_xlabel("beat (lines: beats, every 4th darker from the window's first "
+                       "downbeat; red ticks: onsets)")
     conf = row.get("confidence", 1.0)
     files = row.get("source_file", "")
     if row.get("target_file") and row.get("target_file") != files:
@@ -92,9 +94,10 @@ def render_pair(meta: ShardMeta, row: dict[str, Any], out: str | PathLike, *,
 def ascii_pair(meta: ShardMeta, row: dict[str, Any], *, width: int = 128) -> str:
     """A compact piano roll for the terminal: one row per pitch in use, per channel.
 
-    ``o`` an onset in the cell, ``=`` sounding, ``|`` a bar line (4 beats), ``.`` a
-    beat, blank silence; each character covers 1, 2, 4... steps, the fewest that fit a
-    line in ``width`` characters.
+    ``o`` an onset in the cell, ``=`` sounding, ``|`` every 4th beat from the window's
+    first downbeat (a pair does not carry its meter), ``.`` a beat, blank silence; each
+    character covers 1, 2, 4... steps, the fewest that fit a line in ``width``
+    characters.
     """
     spb = meta.steps_per_beat
     steps = row["source"].shape[-1]

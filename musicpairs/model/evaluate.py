@@ -423,7 +423,7 @@ def render_examples(meta: ShardMeta, shown: list[dict[str, Any]], systems: list[
             if r == 0:
                 ax.set_title(str(example["pair_id"]), fontsize=7)
     fig.suptitle(f"{meta.task}: source, real target and each system's output "
-                 f"(bars of 4 beats)", fontsize=9)
+                 "(time across; a window starts on a downbeat)", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, format="png")
