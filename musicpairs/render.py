@@ -109,7 +109,7 @@ def ascii_pair(meta: ShardMeta, row: dict[str, Any], *, width: int = 128) -> str
     pad = n_cells * per_char - steps
     lines = [f"pair {row.get('pair_id', '')}  song {row.get('song_id', '')}  beat "
              f"{row.get('start_beat', 0):g}  ({per_char} step{'s' if per_char > 1 else ''} "
-             "per character)"]
+             "per character; | every 4 beats from the first downbeat, . a beat)"]
     grid = []
     for cell in range(n_cells):
         s = cell * per_char

@@ -107,13 +107,15 @@ def test_ascii_roll(small_dataset):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "source: melody" in out and "target: accompaniment" in out
-    assert "(2 steps per character)" in out
+    # A pair does not carry its meter: the rulings say what they are, never "bar".
+    assert ("(2 steps per character; | every 4 beats from the first downbeat, . a beat)"
+            in out) and "bar" not in out.splitlines()[0]
     roll_lines = [x for x in out.splitlines() if x[:5].strip()[:1] in "ABCDEFG" and
                   x[:5].strip()[-1:].isdigit()]
     assert roll_lines and all(len(x) <= 5 + 128 for x in roll_lines)
     assert any("o" in x for x in roll_lines) and any("=" in x for x in roll_lines)
     narrow = run("shard", path, "--ascii", "--width", 64)
-    assert "(4 steps per character)" in narrow.output
+    assert "(4 steps per character;" in narrow.output
 
 
 def test_midi_output_decodes_to_the_rows_rolls(small_dataset, tmp_path):
