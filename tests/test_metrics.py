@@ -6,20 +6,18 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from musicpairs.model.convert import blend_weights, window_starts
 from musicpairs.model.evaluate import copy_baseline, pitch_class_profiles
 from musicpairs.model.metrics import (
     ScoreSheet,
     bay_accuracy,
-    best_thresholds,
     f1_scores,
     onset_matches,
     tonal_centroids,
-    velocity_histograms,
 )
-from musicpairs.model.rolls import generated_to_planes
+from musicpairs.model.rolls import decode_channel, decode_probabilities
+from musicpairs.model.validate import decoding_scores, tune_decoding
 from musicpairs.roll import FRAME, ONSET, planes_to_notes
 from musicpairs.shards import ShardMeta
 
@@ -143,28 +141,38 @@ def test_drums_have_no_pitch_class_metrics():
     assert got["empty_bars"] == 0.5
 
 
-def test_best_thresholds_by_hand():
-    # Frame plane: real cells generated at 100 and 90, silent cells at 50 and 95.
-    generated = torch.zeros(1, 2, 128, 4)
-    real = torch.zeros(1, 2, 128, 4, dtype=torch.uint8)
-    generated[0, FRAME, 60, :] = torch.tensor([100.0, 90.0, 50.0, 95.0])
-    real[0, FRAME, 60, :2] = 80
-    generated[0, ONSET, 60, 0] = 70.5
-    real[0, ONSET, 60, 0] = 80
-    hist = velocity_histograms(generated, real)
-    assert hist.shape == (1, 2, 2, 128) and int(hist.sum()) == 2 * 128 * 4
-    (best,) = best_thresholds(hist)
-    # t <= 50: F1 4/6; 51..90: tp 2, fp 1 -> 4/5; 91..95: 2/4; 96..100: 2/3.
-    assert best["frame_threshold"] == 51 and best["frame_f1"] == pytest.approx(0.8)
-    assert best["frame_counts"] == [2, 1, 0]
-    assert best["onset_threshold"] == 1 and best["onset_f1"] == pytest.approx(1.0)
+def test_decoding_scores_and_tuning_by_hand():
+    # One note at pitch 60, steps 0-3; the onset head is sure of it, the frame head less
+    # so at step 3, and a spurious one-step note sits at pitch 62.
+    real = np.zeros((1, 2, 128, 8), np.uint8)
+    real[0, ONSET, 60, 0] = real[0, FRAME, 60, :4] = 90
+    probs = np.zeros((1, 3, 128, 8), np.float32)
+    probs[0, 0, 60, 0], probs[0, 1, 60, :4], probs[0, 2] = 0.9, [0.9, 0.8, 0.7, 0.3], 0.7
+    probs[0, 0, 62, 5], probs[0, 1, 62, 5] = 0.6, 0.6
+    planes = decode_channel(probs[:, 0], probs[:, 1], probs[:, 2], onset_threshold=0.5,
+                            frame_threshold=0.5)
+    scores = decoding_scores(planes, real)
+    assert scores["frame_counts"] == [3, 1, 1]  # steps 0-2 right, pitch 62 wrong, step 3 missed
+    assert scores["onset_f1"] == pytest.approx(2 / 3)  # one of two onsets right
+    (best,) = tune_decoding(np.rint(probs * 255).astype(np.uint8), real, [None])
+    # A frame threshold at or under 0.3 finds step 3; an onset threshold over 0.6 drops
+    # pitch 62; the decoded notes then match the real one in number and length.
+    assert best["frame_threshold"] <= 0.3 and 0.6 < best["onset_threshold"] <= 0.9
+    assert best["frame_f1"] == 1.0 and best["onset_f1"] == 1.0
+    assert best["note_ratio"] == 1.0 and best["polyphony_tv"] == 0.0
+    # The pitch range kept is the training targets': it drops 62 too, at any length.
+    (ranged,) = tune_decoding(np.rint(probs * 255).astype(np.uint8), real, [[55, 61]])
+    assert ranged["pitch_range"] == [55, 61] and ranged["onset_f1"] == 1.0
 
 
-def test_generated_planes_take_thresholds_per_channel():
-    velocity = np.zeros((4, 128, 8), np.float32)
-    velocity[ONSET, 60, 0] = velocity[FRAME, 60, :4] = 40  # channel 0
-    velocity[2 + ONSET, 50, 0] = velocity[2 + FRAME, 50, :4] = 40  # channel 1
-    out = generated_to_planes(velocity, frame_threshold=[30, 50], onset_threshold=[30, 50])
+def test_decoding_takes_settings_per_channel():
+    probs = np.zeros((6, 128, 8), np.float32)
+    probs[0, 60, 0] = probs[1, 60, :4] = 0.4  # channel 0
+    probs[3, 50, 0] = probs[4, 50, :4] = 0.4  # channel 1
+    probs[[2, 5]] = 40 / 127
+    settings = {"channels": [{"onset_threshold": 0.3, "frame_threshold": 0.3, "min_steps": 1},
+                             {"onset_threshold": 0.5, "frame_threshold": 0.5, "min_steps": 1}]}
+    out = decode_probabilities(probs, settings)
     assert out[FRAME, 60, :4].tolist() == [40] * 4 and out[ONSET, 60, 0] == 40
     assert not out[2:].any()
 
@@ -205,15 +213,10 @@ def test_conversion_windows_cover_the_song_and_blend_to_the_same_value():
 
 
 def test_restrikes_are_onset_peaks_only():
-    velocity = np.zeros((2, 128, 12), np.float32)
-    velocity[FRAME, 60, :8] = 90
-    velocity[ONSET, 60, :8] = [100, 95, 95, 95, 40, 99, 98, 97]  # peaks at steps 0 and 5
-    notes = planes_to_notes(generated_to_planes(velocity, frame_threshold=50,
-                                                onset_threshold=50))
+    probs = np.zeros((3, 128, 12), np.float32)
+    probs[1, 60, :8] = 0.9
+    probs[0, 60, :8] = [1.0, 0.95, 0.95, 0.95, 0.4, 0.99, 0.98, 0.97]  # peaks at 0 and 5
+    probs[2, 60] = np.arange(12) / 127
+    notes = planes_to_notes(decode_probabilities(probs, None))
     assert notes.start.tolist() == [0, 5] and notes.end.tolist() == [5, 8]
-    assert notes.velocity.tolist() == [100, 99]
-    # The threshold tuning counts the same onsets: the plateau is not three onsets.
-    real = torch.zeros(1, 2, 128, 12, dtype=torch.uint8)
-    real[0, ONSET, 60, [0, 5]] = 80
-    hist = velocity_histograms(torch.from_numpy(velocity)[None], real)
-    assert int(hist[0, ONSET, 1, 1:].sum()) == 2 and int(hist[0, ONSET, 0, 1:].sum()) == 0
+    assert notes.velocity.tolist() == [1, 5]  # the velocity predicted at each start

@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from musicpairs.model import PatchGAN, UNet
-from musicpairs.model.metrics import f1_scores, frame_counts
-from musicpairs.model.rolls import generated_to_planes, to_model, to_velocity
+from musicpairs.model.metrics import f1_scores
+from musicpairs.model.rolls import (
+    decode_channel,
+    decode_probabilities,
+    harmony_plane,
+    model_input,
+    probabilities,
+    target_probabilities,
+)
 from musicpairs.model.unet import max_depth
 from musicpairs.roll import _paint, planes_to_notes
 
@@ -33,7 +40,6 @@ def test_unet_shapes(shape, depth):
     x = torch.randn(2, 4, *shape)
     y = g(x)
     assert y.shape == (2, 6, *shape)
-    assert y.abs().max() <= 1  # tanh
     y.sum().backward()
     with pytest.raises(ValueError, match="multiple"):
         g(torch.randn(1, 4, 128, 48))
@@ -70,11 +76,37 @@ def test_patchgan_receptive_field_is_70():
     assert int(cols[-1] - cols[0]) + 1 == 70
 
 
-def test_scaling():
-    rolls = torch.tensor([0, 1, 64, 127], dtype=torch.uint8)
-    x = to_model(rolls)
-    assert x[0] == -1 and x[-1] == 1
-    assert torch.allclose(to_velocity(x), rolls.float(), atol=1e-4)
+def test_scaling_silence_is_zero():
+    rolls = torch.tensor([0, 1, 64, 127], dtype=torch.uint8).view(1, 1, 1, 4).repeat(1, 2, 128, 1)
+    x = model_input(rolls, harmony=False)
+    assert x[0, 0, 0].tolist() == pytest.approx([0, 1 / 127, 64 / 127, 1])
+    # Silence reads as the zero padding does: a silent roll is all zeros.
+    assert not model_input(torch.zeros(1, 2, 128, 8, dtype=torch.uint8), True).any()
+
+
+def test_harmony_plane_folds_pitch_classes_onto_every_octave():
+    source = torch.zeros(1, 2, 128, 4, dtype=torch.uint8)
+    source[0, 1, 60, 0] = 90  # C4 frame at step 0
+    source[0, 1, 67, 1:3] = 90  # G4 at steps 1-2
+    source[0, 0, 64, 3] = 90  # an onset alone is not a sounding frame
+    plane = harmony_plane(source)[0, 0]
+    assert plane.shape == (128, 4)
+    assert torch.nonzero(plane[:, 0]).flatten().tolist() == list(range(0, 128, 12))
+    assert torch.nonzero(plane[:, 1]).flatten().tolist() == list(range(7, 128, 12))
+    assert not plane[:, 3].any()
+    assert model_input(source, True).shape == (1, 3, 128, 4)
+
+
+def test_target_probabilities_and_heads():
+    target = torch.zeros(1, 2, 128, 4, dtype=torch.uint8)
+    target[0, 0, 60, 0] = 127
+    target[0, 1, 60, :2] = 127
+    real = target_probabilities(target)
+    assert real.shape == (1, 3, 128, 4)
+    assert real[0, :, 60].tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    raw = torch.zeros(1, 2, 128, 4)  # l1: onset and frame velocities, read as both
+    assert probabilities(raw, "l1").shape == (1, 3, 128, 4)
+    assert torch.equal(probabilities(raw, "l1")[:, 2], probabilities(raw, "l1")[:, 1])
 
 
 def _planes(notes, width=32):
@@ -86,38 +118,72 @@ def _planes(notes, width=32):
     return out[0]
 
 
-def test_generated_to_planes_round_trip_and_thresholds():
+def _probs(planes):
+    """Perfect probabilities of one channel's planes: onset, frame, velocity / 127."""
+    return np.stack([(planes[0] > 0), (planes[1] > 0), planes[1] / 127]).astype(np.float32)
+
+
+def _notes(planes):
+    n = planes_to_notes(planes)
+    return sorted(zip(n.start.tolist(), n.end.tolist(), n.pitch.tolist(),
+                      n.velocity.tolist(), strict=True))
+
+
+def test_decoding_round_trip_restrikes_and_hysteresis():
     real = _planes([(0, 4, 60, 100), (4, 8, 60, 50), (2, 30, 64, 80), (10, 11, 30, 20)])
-    assert np.array_equal(generated_to_planes(real.astype(np.float32)), real)
-    # Noise below the frame threshold is silence; a loud onset inside a run restrikes.
-    noisy = real.astype(np.float32) + 6.0
-    noisy[0, 64, 20] = 90
-    out = generated_to_planes(noisy, frame_threshold=12, onset_threshold=40)
-    notes = planes_to_notes(out)
-    assert sorted(zip(notes.start.tolist(), notes.end.tolist(), notes.pitch.tolist(),
-                      strict=True)) == [(0, 4, 60), (2, 20, 64), (4, 8, 60), (10, 11, 30),
-                                        (20, 30, 64)]
-    # A frame run without an onset starts a note at its frame velocity.
-    soft = np.zeros((2, 128, 8), np.float32)
-    soft[1, 70, 2:5] = 40
-    out = generated_to_planes(soft)
-    assert out[0, 70].tolist() == [0, 0, 40, 0, 0, 0, 0, 0]
-    assert out[1, 70].tolist() == [0, 0, 40, 40, 40, 0, 0, 0]
+    settings = {"channels": [{"onset_threshold": 0.5, "frame_threshold": 0.5,
+                              "min_steps": 1}]}
+    assert np.array_equal(decode_probabilities(_probs(real), settings), real)
+    # Frames below the threshold end a note; a peak of the onset plane inside a run
+    # restrikes; onset probability held high over a note is one onset (its peak).
+    p = _probs(real) * 0.9 + 0.05
+    p[0, 64, 20] = 0.8
+    p[0, 60, 0:3] = 0.9
+    out = decode_probabilities(p, settings)
+    assert [n[:3] for n in _notes(out)] == [(0, 4, 60), (2, 20, 64), (4, 8, 60),
+                                            (10, 11, 30), (20, 30, 64)]
+    # A frame with no onset does not start a note, except one sounding from step 0 (a
+    # note that began before the window), which gets no onset cell.
+    soft = np.zeros((3, 128, 8), np.float32)
+    soft[1, 70, 2:5] = 0.9
+    soft[1, 72, 0:3] = 0.9
+    soft[2] = 0.5
+    out = decode_probabilities(soft, None)
+    assert not out[:, 70].any()
+    assert out[0, 72].tolist() == [0] * 8
+    assert out[1, 72].tolist() == [64, 64, 64, 0, 0, 0, 0, 0]
+
+
+def test_decoding_min_steps_restrikes_voices_and_pitch_range():
+    real = _planes([(0, 1, 50, 90), (2, 6, 50, 90), (0, 8, 90, 90), (3, 5, 40, 90)], 8)
+    p = _probs(real)
+    kept = decode_channel(p[0], p[1], p[2], onset_threshold=0.5, frame_threshold=0.5,
+                          min_steps=2, pitch_range=(45, 80))
+    # The one-step note is held to two steps; pitches 90 and 40 are out of range.
+    assert [n[:3] for n in _notes(kept)] == [(0, 2, 50), (2, 6, 50)]
+    # The same with a batch axis in front.
+    batch = decode_channel(p[None, 0], p[None, 1], p[None, 2], onset_threshold=0.5,
+                           frame_threshold=0.5, min_steps=2, pitch_range=(45, 80))
+    assert np.array_equal(batch[0], kept)
+    # An onset peak inside a held note restrikes only from the restrike threshold.
+    held = np.zeros((3, 128, 8), np.float32)
+    held[1, 60], held[2, 60] = 0.9, 0.5
+    held[0, 60] = [0.9, 0.1, 0.1, 0.1, 0.6, 0.1, 0.1, 0.1]
+    settings = {"onset_threshold": 0.5, "frame_threshold": 0.5}
+    restruck = decode_channel(*held, **settings)
+    assert [n[:2] for n in _notes(restruck)] == [(0, 4), (4, 8)]
+    one = decode_channel(*held, **settings, restrike_threshold=0.8)
+    assert [n[:2] for n in _notes(one)] == [(0, 8)]
+    # At most two voices: the likeliest frames of each step.
+    chord = np.zeros((3, 128, 4), np.float32)
+    chord[0, [60, 64, 67], 0] = 0.9
+    chord[1, [60, 64, 67]] = np.array([0.6, 0.9, 0.8])[:, None]
+    two = decode_channel(*chord, **settings, max_voices=2)
+    assert sorted({n[2] for n in _notes(two)}) == [64, 67]
 
 
 def test_frame_scores_hand_computed():
-    real = torch.zeros(1, 2, 128, 4, dtype=torch.uint8)
-    real[0, 1, 60, :] = 80  # four sounding frames
-    perfect = real.float()
-    assert f1_scores(frame_counts(perfect, real, 16)) == {"precision": 1.0, "recall": 1.0,
-                                                          "f1": 1.0}
-    empty = torch.zeros_like(perfect)
-    assert f1_scores(frame_counts(empty, real, 16))["f1"] == 0.0
-    half = torch.zeros_like(perfect)
-    half[0, 1, 60, :2] = 70  # two right
-    half[0, 1, 61, :2] = 70  # two wrong
-    half[0, 0, 62, :] = 127  # onset planes are not frames
-    counts = frame_counts(half, real, 16)
-    assert counts.tolist() == [2, 2, 2]
-    assert f1_scores(counts) == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert f1_scores([2, 2, 2]) == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert f1_scores([4, 0, 0])["f1"] == 1.0
+    assert f1_scores([0, 0, 4])["f1"] == 0.0
     assert f1_scores([0, 0, 0])["f1"] == 1.0  # nothing to find, nothing found

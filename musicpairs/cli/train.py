@@ -27,11 +27,20 @@ _OPTIONS = [
     ("--n-layers", "n_layers", int, "PatchGAN stride-2 layers (3: 70x70 patches)."),
     ("--norm", "norm", click.Choice(["batch", "instance"]), "Norm layers."),
     ("--dropout", "dropout", float, "U-Net inner decoder dropout."),
-    ("--loss", "loss", click.Choice(["gan", "l1"]), "gan: cGAN + lambda * L1; l1: L1 only."),
+    ("--loss", "loss", click.Choice(["gan", "recon"]),
+     "gan: cGAN + lambda * reconstruction; recon: the reconstruction term only (no D)."),
     ("--gan-mode", "gan_mode", click.Choice(["bce", "lsgan"]), "GAN loss."),
-    ("--lambda-l1", "lambda_l1", float, "Weight of the L1 term."),
-    ("--l1-weighting", "l1_weighting", click.Choice(["balanced", "uniform"]),
+    ("--recon", "recon", click.Choice(["bce", "l1"]),
+     "Reconstruction term. bce: onset and frame probabilities (BCE) and velocity where "
+     "notes sound; l1: pix2pix's plain L1 on the velocity planes."),
+    ("--lambda-recon", "lambda_recon", float, "Weight of the reconstruction term."),
+    ("--recon-weighting", "recon_weighting", click.Choice(["balanced", "uniform"]),
      "balanced: sounding and silent cells weigh half each; uniform: the plain mean."),
+    ("--d-sees", "d_sees", click.Choice(["samples", "probabilities"]),
+     "What D sees of G's notes: a roll drawn from its probabilities, or them."),
+    ("--harmony/--no-harmony", "harmony", bool,
+     "Give G the source's pitch classes on every octave as one more plane."),
+    ("--ema", "ema", float, "Decay of G's weight average that is evaluated (0: none)."),
     ("--lr", "lr", float, "Adam learning rate."),
     ("--beta1", "beta1", float, "Adam beta1."),
     ("--beta2", "beta2", float, "Adam beta2."),
@@ -140,7 +149,7 @@ class _Progress:
             self.told = True
             click.echo(f"train: {per_step:.2f} s a step; {total} steps take about "
                        f"{_clock(per_step * total)} ({_clock(left)} from here)", err=True)
-        parts = [f"{k}={last[k]:.4g}" for k in ("loss_d", "loss_g_gan", "loss_g_l1",
+        parts = [f"{k}={last[k]:.4g}" for k in ("loss_d", "loss_g_gan", "loss_g_recon",
                                                 "valid_frame_f1") if k in last]
         done = step / max(total, 1)
         if self.tty:

@@ -21,11 +21,13 @@ import torch
 from musicpairs.config import TrainConfig
 from musicpairs.errors import MusicpairsError
 from musicpairs.model.patchgan import PatchGAN
+from musicpairs.model.rolls import head_planes, input_planes
 from musicpairs.model.unet import UNet, max_depth
 from musicpairs.shards import ShardMeta
 
 FORMAT = "musicpairs-pix2pix"
-VERSION = 1
+#: 2: G reads [0, 1] rolls (and the harmony plane) and gives raw heads (see ``rolls``).
+VERSION = 2
 LAST = "last.pt"
 #: The generator alone, in fp16, with what decoding needs: what ``evaluate`` and
 #: ``convert`` read (a fraction of a step checkpoint's size; it cannot resume a run).
@@ -37,16 +39,21 @@ class CheckpointError(MusicpairsError):
 
 
 def generator_for(cfg: TrainConfig, meta: ShardMeta) -> UNet:
-    """The U-Net for a dataset's shapes: source planes in, target planes out."""
+    """The U-Net for a dataset's shapes: source planes (and the harmony plane) in, the
+    reconstruction's heads per target channel out."""
     cs, height, width = meta.source_shape
     depth = cfg.depth or max_depth(height, width)
-    return UNet(cs, meta.target_shape[0], ngf=cfg.ngf, depth=depth, norm=cfg.norm,
-                dropout=cfg.dropout)
+    channels = meta.target_shape[0] // 2
+    return UNet(input_planes(cs, cfg.harmony), head_planes(cfg.recon) * channels,
+                ngf=cfg.ngf, depth=depth, norm=cfg.norm, dropout=cfg.dropout)
 
 
 def discriminator_for(cfg: TrainConfig, meta: ShardMeta) -> PatchGAN:
-    """The PatchGAN for a dataset's shapes: it sees source and target planes together."""
-    return PatchGAN(meta.source_shape[0] + meta.target_shape[0], ndf=cfg.ndf,
+    """The PatchGAN for a dataset's shapes: it sees G's input and a target (real, or G's
+    output in [0, 1]) together."""
+    channels = meta.target_shape[0] // 2
+    return PatchGAN(input_planes(meta.source_shape[0], cfg.harmony)
+                    + head_planes(cfg.recon) * channels, ndf=cfg.ndf,
                     n_layers=cfg.n_layers, norm=cfg.norm)
 
 
@@ -105,13 +112,14 @@ def save_checkpoint(state: dict[str, Any], run: str | os.PathLike, step: int, *,
 
 def save_generator(state: dict[str, Any], run: str | os.PathLike) -> Path:
     """Write ``RUN/generator.pt`` from a checkpoint's state: config, metadata, step,
-    decoding thresholds and the generator's weights as fp16 (buffers kept as they are),
-    atomically."""
+    decoding settings and the generator's weights (the moving average's when the run
+    keeps one) as fp16 (buffers kept as they are), atomically."""
     run = Path(run)
     weights = {k: v.half() if v.is_floating_point() else v
-               for k, v in state["generator"].items()}
+               for k, v in (state.get("ema") or state["generator"]).items()}
     export = {"format": FORMAT, "version": VERSION, "kind": "generator",
-              **{k: state[k] for k in ("config", "meta", "step", "decode") if k in state},
+              **{k: state[k] for k in ("config", "meta", "step", "decode", "pitch_ranges")
+                 if k in state},
               "generator": weights}
     tmp = run / f".{EXPORT}.tmp"
     with tmp.open("wb") as f:
@@ -139,14 +147,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
         raise CheckpointError(f"{path}: not a musicpairs pix2pix checkpoint")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')}, this "
-                              f"musicpairs reads {VERSION}")
+                              f"musicpairs reads {VERSION} (train it again with this version)")
     return state
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
                    ) -> tuple[UNet, ShardMeta, TrainConfig, dict[str, Any]]:
-    """The generator of a checkpoint, in eval mode, with the dataset's metadata, the
-    run's config and the whole checkpoint."""
+    """The generator of a checkpoint (its moving average when the run keeps one), in
+    eval mode, with the dataset's metadata, the run's config and the whole checkpoint."""
     state = load_checkpoint(path)
     try:
         cfg = TrainConfig.from_dict(state["config"])
@@ -156,7 +164,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
     check_task(meta, str(path))
     generator = generator_for(cfg, meta)
     try:
-        generator.load_state_dict(state["generator"])  # an export's fp16 -> fp32
+        # An export's fp16 -> fp32; a step checkpoint's moving average when it has one.
+        generator.load_state_dict(state.get("ema") or state["generator"])
     except (KeyError, RuntimeError) as e:
         # torch lists every mismatched tensor; the first line says what is wrong.
         first = str(e).strip().splitlines()

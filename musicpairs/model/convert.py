@@ -4,10 +4,10 @@ The song is laid on the checkpoint's grid, the source channels the task needs ar
 from it (the melody, found by role unless named), the generator runs over windows of the
 checkpoint's width that start on downbeats and overlap by half (by default), and the
 overlaps are blended (each window's output weighs most at its middle and least at its
-edges) before the generated velocities are decoded to notes with the checkpoint's
-thresholds. The written MIDI keeps the input's time division, tempo map, time
-signatures and source tracks exactly as they were (the melody's notes in their own
-ticks), and adds one track per generated channel, named after it.
+edges) before the generated onset, frame and velocity planes are decoded to notes with
+the checkpoint's decoding settings. The written MIDI keeps the input's time division,
+tempo map, time signatures and source tracks exactly as they were (the melody's notes
+in their own ticks), and adds one track per generated channel, named after it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from musicpairs.config import RollSpec
 from musicpairs.errors import MusicpairsError
 from musicpairs.midi import Notes, Score, Track, read_midi, write_midi
 from musicpairs.model.evaluate import Generator
-from musicpairs.model.rolls import decode_generated
+from musicpairs.model.rolls import PLANES, decode_probabilities
 from musicpairs.pairing import CHANNEL_PROGRAMS, merge_tracks
 from musicpairs.roles import assign_roles
 from musicpairs.roll import ONSET, midi_to_roll, planes_to_notes
@@ -130,25 +130,25 @@ def convert(checkpoint: str | os.PathLike, midi_in: str | os.PathLike,
                            "window)")
     starts = window_starts(roll.downbeats, n_steps, width, hop)
 
-    # Generate every window, then blend: sum(weight * velocity) / sum(weight) per step.
+    # Generate every window, then blend: sum(weight * planes) / sum(weight) per step.
     padded = np.zeros((2, 128, starts[-1] + width), np.uint8)
     padded[..., :n_steps] = source
-    channels = meta.target_shape[0]
+    channels = PLANES * meta.target_shape[0] // 2
     total = np.zeros((channels, 128, padded.shape[-1]), np.float32)
     weight = np.zeros(padded.shape[-1], np.float32)
     w = blend_weights(width)
     for first in range(0, len(starts), batch_size):
         chunk = starts[first : first + batch_size]
         windows = np.stack([padded[..., s : s + width] for s in chunk])
-        velocity = model.velocities(torch.from_numpy(windows))  # (n, Ct, 128, W)
-        for s, v in zip(chunk, velocity, strict=True):
-            total[..., s : s + width] += v * w
+        probs = model.probabilities(torch.from_numpy(windows)).cpu().numpy()  # (n, 3C, 128, W)
+        for s, p in zip(chunk, probs, strict=True):
+            total[..., s : s + width] += p * w
             weight[s : s + width] += w
-    velocity = total[..., :n_steps] / weight[:n_steps]
+    blended = total[..., :n_steps] / weight[:n_steps]
     if model.decode is None:
         log.warning("%s has no decoding thresholds (no valid-split evaluation before it "
                     "was saved): using the defaults", model.path)
-    planes = decode_generated(velocity, model.decode)
+    planes = decode_probabilities(blended, model.decode)
 
     tpq = score.ticks_per_quarter
     tracks = [score.tracks[i] for i in chosen]

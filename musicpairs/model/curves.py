@@ -9,10 +9,10 @@ from musicpairs.errors import MusicpairsError
 
 #: Panels and the metrics.jsonl keys each draws, when the run logged them.
 PANELS = (
-    ("losses", ("loss_g_l1", "loss_g_gan", "loss_d")),
+    ("losses", ("loss_g_recon", "loss_g_gan", "loss_d")),
     ("valid: frame scores", ("valid_frame_f1", "valid_frame_precision",
                              "valid_frame_recall", "valid_tuned_frame_f1")),
-    ("valid: L1", ("valid_l1",)),
+    ("valid: onset F1 (tuned)", ("valid_tuned_onset_f1",)),
     ("learning rate", ("lr",)),
 )
 

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from musicpairs.errors import MusicpairsError
 from musicpairs.loader import PairStream
 from musicpairs.model.checkpoint import load_generator
 from musicpairs.model.metrics import ScoreSheet, bar_chroma
-from musicpairs.model.rolls import decode_generated, to_model, to_velocity
+from musicpairs.model.rolls import decode_probabilities, model_input, probabilities
 from musicpairs.model.validate import Validator, valid_stream
 from musicpairs.roll import FRAME
 from musicpairs.shards import ShardMeta
@@ -57,18 +56,22 @@ class Generator:
         self.path = Path(path)
         self.generator, self.meta, self.cfg, state = load_generator(path, device)
         self.device = next(self.generator.parameters()).device
-        #: Decoding thresholds (see Validator); None until tuned.
+        #: Decoding settings (see Validator); None until tuned.
         self.decode: dict[str, Any] | None = state.get("decode")
         self.step = int(state.get("step", 0))
+        channels = self.meta.target_shape[0] // 2
+        self._pitch_ranges = state.get("pitch_ranges") or [None] * channels
 
-    def to_device(self, rolls: torch.Tensor) -> torch.Tensor:
-        return to_model(rolls.to(self.device))
+    @property
+    def inference_generator(self) -> torch.nn.Module:
+        return self.generator
 
-    def autocast(self):
-        return nullcontext()
+    def pitch_ranges(self) -> list[list[int] | None]:
+        """Per target channel, the pitch range the training targets used."""
+        return self._pitch_ranges
 
     def tune(self, data: str, samples: int = 512, batch_size: int = 16) -> None:
-        """Tune the decoding thresholds on ``data``'s valid split now."""
+        """Tune the decoding settings on ``data``'s valid split now."""
         stream = valid_stream(data, batch_size)
         if stream is None:
             raise EvaluateError(f"{self.path}: the checkpoint has no decoding thresholds and "
@@ -76,9 +79,16 @@ class Generator:
         Validator(stream, self.meta, None, samples=samples).run(self, self.step)
 
     @torch.no_grad()
-    def velocities(self, source: torch.Tensor) -> np.ndarray:
-        """uint8 sources (B, Cs, 128, W) -> float32 velocities (B, Ct, 128, W), 0-127."""
-        return to_velocity(self.generator(self.to_device(source))).cpu().numpy()
+    def probabilities(self, source: torch.Tensor) -> torch.Tensor:
+        """uint8 sources (B, Cs, 128, W) -> onset, frame and velocity planes per target
+        channel (B, 3C, 128, W), in [0, 1]."""
+        x = model_input(source.to(self.device), self.cfg.harmony)
+        return probabilities(self.generator(x), self.cfg.recon)
+
+    def convert(self, source: np.ndarray) -> np.ndarray:
+        """uint8 sources (B, Cs, 128, W) -> decoded uint8 target planes (B, Ct, 128, W)."""
+        probs = self.probabilities(torch.from_numpy(source)).cpu().numpy()
+        return decode_probabilities(probs, self.decode)
 
 
 @dataclass
@@ -251,8 +261,7 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
         name = _unique(_model_name(model.path), names)
         systems.append(_System(
             name, "model", f"{model.cfg.loss} ({model.path}, step {model.step})", sheet(),
-            lambda source, _, first, m=model: decode_generated(
-                m.velocities(torch.from_numpy(source)), m.decode),
+            lambda source, _, first, m=model: m.convert(source),
             {"checkpoint": str(model.path), "loss": model.cfg.loss, "step": model.step,
              "thresholds": model.decode, "thresholds_tuned_now": tuned_now}))
     retrieval = None
@@ -345,11 +354,10 @@ def format_report(result: dict[str, Any]) -> str:
         if s["kind"] == "model":
             how = ("tuned now on the valid split" if s["thresholds_tuned_now"]
                    else f"from the checkpoint (valid, step {s['thresholds']['step']})")
-            per = ", ".join(f"{c} frame >= {t['frame_threshold']}, onset >= "
-                            f"{t['onset_threshold']}" for c, t in
-                            zip(next(iter(systems.values()))["channels"],
-                                s["thresholds"]["channels"], strict=True))
-            lines.append(f"{name}: {s['description']}; thresholds {how}: {per}")
+            lines.append(f"{name}: {s['description']}; decoding {how}: " + ", ".join(
+                describe_decoding(c, t) for c, t in
+                zip(next(iter(systems.values()))["channels"], s["thresholds"]["channels"],
+                    strict=True)))
     lines.append("")
     columns = [("frame P", "frame_precision"), ("frame R", "frame_recall"),
                ("frame F1", "frame_f1"), ("Bay acc", "frame_accuracy"),
@@ -358,19 +366,20 @@ def format_report(result: dict[str, Any]) -> str:
     rows = [[name] + [_number(s["overall"].get(key)) for _, key in columns]
             for name, s in systems.items() if s["kind"] != "reference"]
     lines += _table(["system"] + [c for c, _ in columns], rows)
-    muse = [("EB", "empty_bars"), ("UPC", "pitch_classes_per_bar"), ("QN", "qualified_notes"),
-            ("TD", "tonal_distance")]
+    muse = [("notes", "notes"), ("EB", "empty_bars"), ("UPC", "pitch_classes_per_bar"),
+            ("QN", "qualified_notes"), ("TD", "tonal_distance"), ("pitches", "pitch_range")]
     for channel in next(iter(systems.values()))["channels"]:
         lines.append("")
-        rows = [[name] + [_number(s["channels"][channel][key]) for _, key in muse]
+        rows = [[name] + [_cell(s["channels"][channel][key]) for _, key in muse]
                 for name, s in systems.items()]
         lines += _table([channel] + [c for c, _ in muse], rows)
     lines += ["", "frame/onset: precision, recall, F1 (onsets of the same pitch within 1 "
               "step); Bay acc = TP / (TP + FP + FN);",
               "poly/length TV: total variation distance of the polyphony / note-length "
               "histograms to the real targets' (0 = the same);",
-              "EB empty-bar rate, UPC pitch classes per bar, QN qualified-note rate, TD tonal "
-              "distance to the melody (MuseGAN); real = the targets."]
+              "notes: notes decoded; EB empty-bar rate, UPC pitch classes per bar, QN "
+              "qualified-note rate, TD tonal distance to the melody (MuseGAN); pitches: the "
+              "lowest and highest; real = the targets."]
     files = result.get("files") or {}
     if files:
         lines.append("")
@@ -378,8 +387,27 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def describe_decoding(channel: str, t: dict[str, Any]) -> str:
+    """One channel's decoding settings in words."""
+    where = t.get("pitch_range")
+    voices, restrike = t.get("max_voices"), t.get("restrike_threshold")
+    return (f"{channel} onset >= {t['onset_threshold']:g}, frame >= {t['frame_threshold']:g}"
+            + (f", restrike >= {restrike:g}" if restrike is not None else "")
+            + f", notes >= {t['min_steps']} steps"
+            + (f", at most {voices} at once" if voices else "")
+            + (f", pitches {where[0]}-{where[1]}" if where else ""))
+
+
 def _number(value) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return f"{value[0]}-{value[1]}"
+    if isinstance(value, int):
+        return str(value)
+    return _number(value)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -1,43 +1,19 @@
 """Scores of generated rolls against real ones.
 
-Two kinds of input:
-
-* while training, float velocities straight from G (:func:`frame_counts`,
-  :func:`velocity_histograms` for tuning the decoding thresholds);
-* when evaluating, decoded uint8 planes (onset, frame per channel, as the data contract
-  makes them), scored by :class:`ScoreSheet`: frame precision / recall / F1 and Bay
-  accuracy, onset F1 (same pitch, within a step), the MuseGAN metrics per channel, and
-  polyphony and note-length histograms.
+Decoded uint8 planes (onset, frame per channel, as the data contract makes them),
+scored by :class:`ScoreSheet`: frame precision / recall / F1 and Bay accuracy, onset F1
+(same pitch, within a step), the MuseGAN metrics per channel, note counts and pitch
+ranges, and polyphony and note-length histograms.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from musicpairs.model.rolls import onset_peaks
 from musicpairs.roll import FRAME, ONSET, planes_to_notes
 
 # --------------------------------------------------------------------------------------
 # Counts and ratios
-
-
-def frame_counts(generated: torch.Tensor, real: torch.Tensor,
-                 threshold: float) -> torch.Tensor:
-    """Frame-level true positives, false positives and false negatives.
-
-    Args:
-        generated: float velocities (B, 2 * channels, 128, W), 0-127.
-        real: uint8 rolls of the same shape.
-        threshold: Velocity from which a generated frame counts as sounding.
-
-    Returns:
-        int64 [3]: (tp, fp, fn) over every frame plane cell.
-    """
-    on = generated[:, FRAME::2] >= threshold
-    truth = real[:, FRAME::2] > 0
-    tp = (on & truth).sum()
-    return torch.stack([tp, on.sum() - tp, truth.sum() - tp]).long().cpu()
 
 
 def f1_scores(counts) -> dict[str, float]:
@@ -55,65 +31,6 @@ def bay_accuracy(counts) -> float:
     FN); 1.0 when there is nothing to find and nothing was found."""
     tp, fp, fn = (int(v) for v in counts)
     return tp / (tp + fp + fn) if tp + fp + fn else 1.0
-
-
-# --------------------------------------------------------------------------------------
-# Decoding thresholds
-
-
-def velocity_histograms(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """How often each generated velocity falls on a real (sounding / onset) cell and on a
-    silent one, per channel and plane. Generated onsets count at their peaks in time
-    only, as decoding reads them (elsewhere they count as 0).
-
-    Args:
-        generated: float velocities (B, 2 * channels, 128, W), 0-127.
-        real: uint8 rolls of the same shape.
-
-    Returns:
-        int64 [channels, 2 planes, 2 (silent, real), 128]: counts of ``floor(velocity)``.
-        A threshold ``t`` counts a cell as on when ``velocity >= t``, so the counts of
-        bins ``t..127`` are the cells it turns on.
-    """
-    b, planes = generated.shape[:2]
-    generated = generated.detach().clone()
-    generated[:, ONSET::2] = onset_peaks(generated[:, ONSET::2])  # as decoding reads them
-    level = generated.floor_().clamp_(0, 127).long()
-    truth = (real > 0).long()
-    plane = torch.arange(planes, device=level.device).view(1, planes, 1, 1)
-    index = (plane * 2 + truth) * 128 + level
-    counts = torch.bincount(index.reshape(-1), minlength=planes * 2 * 128)
-    return counts.view(planes // 2, 2, 2, 128).cpu()
-
-
-def best_thresholds(histograms: torch.Tensor) -> list[dict[str, float]]:
-    """Per channel, the integer velocity thresholds (1-127) that maximise the F1 of the
-    frame plane and of the onset plane, from :func:`velocity_histograms` counts.
-
-    Returns:
-        One dict per channel: ``frame_threshold``, ``onset_threshold``, the cell F1 each
-        reaches (``frame_f1``, ``onset_f1``) and the frame (tp, fp, fn) at its threshold
-        (``frame_counts``). Ties go to the lower threshold.
-    """
-    h = histograms.long()
-    out = []
-    for channel in h:
-        best = {}
-        for plane, name in ((FRAME, "frame"), (ONSET, "onset")):
-            silent, sounding = channel[plane, 0], channel[plane, 1]
-            # Cells turned on from threshold t: the counts of bins t..127.
-            fp = silent.flip(0).cumsum(0).flip(0)[1:]
-            tp = sounding.flip(0).cumsum(0).flip(0)[1:]
-            fn = sounding.sum() - tp
-            denominator = 2 * tp + fp + fn
-            f1 = torch.where(denominator > 0, 2 * tp / denominator.clamp_min(1), 1.0)
-            k = int(torch.argmax(f1))  # the first maximum: the lowest threshold
-            best[f"{name}_threshold"] = k + 1
-            best[f"{name}_f1"] = float(f1[k])
-            if plane == FRAME:
-                best["frame_counts"] = [int(tp[k]), int(fp[k]), int(fn[k])]
-        out.append(best)
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -215,6 +132,8 @@ class ScoreSheet:
         self.empty_bars = np.zeros(n, np.int64)
         self.pitch_classes = np.zeros(n, np.int64)  # summed over non-empty bars
         self.notes = np.zeros(n, np.int64)
+        self.lowest = np.full(n, 128, np.int64)
+        self.highest = np.full(n, -1, np.int64)
         self.qualified_notes = np.zeros(n, np.int64)
         self.tonal = np.zeros(n)
         self.tonal_bars = np.zeros(n, np.int64)
@@ -264,6 +183,9 @@ class ScoreSheet:
                 notes = planes_to_notes(planes)
                 length = notes.end - notes.start
                 self.notes[c] += len(length)
+                if len(length):
+                    self.lowest[c] = min(self.lowest[c], int(notes.pitch.min()))
+                    self.highest[c] = max(self.highest[c], int(notes.pitch.max()))
                 self.qualified_notes[c] += int(np.count_nonzero(length >= self.qualified))
                 self.lengths[c] += np.bincount(
                     np.searchsorted(LENGTH_EDGES, length, side="right") - 1,
@@ -303,6 +225,9 @@ class ScoreSheet:
                                         else float(self.pitch_classes[c] / full))
         out["qualified_notes"] = (float(self.qualified_notes[c] / self.notes[c])
                                   if self.notes[c] else None)
+        out["notes"] = int(self.notes[c])
+        out["pitch_range"] = ([int(self.lowest[c]), int(self.highest[c])]
+                              if self.highest[c] >= 0 else None)
         out["tonal_distance"] = (float(self.tonal[c] / self.tonal_bars[c])
                                  if self.tonal_bars[c] else None)
         out["polyphony_histogram"] = self.polyphony[c].tolist()

@@ -1,101 +1,212 @@
-"""Rolls in and out of the networks: uint8 velocities <-> [-1, 1], and generated rolls
-back to valid onset + frame planes.
+"""Rolls in and out of the networks, and generated rolls back to notes.
 
-The networks see ``velocity / 63.5 - 1``: silence is -1, velocity 127 is +1. A generated
-roll is continuous; :func:`generated_to_planes` reads notes from it with two velocity
-thresholds and paints them back as planes that follow the data contract (a note's onset
-and frame carry its velocity), so they decode to notes and MIDI exactly.
+In: the source planes as ``velocity / 127`` in [0, 1], so silence is 0 and the
+convolutions' zero padding reads as silence (not as a note at every border), and, with
+``harmony``, one more plane: the pitch classes sounding in the source at each step,
+folded across octaves and laid on every octave, so that a 4x4 kernel anywhere on the
+pitch axis sees the melody's pitch class.
+
+Out: per target channel, G gives raw outputs that :func:`probabilities` turns into three
+planes in [0, 1]: the probability that a note starts in a cell (onset), that a note
+sounds in it (frame), and the velocity / 127 of what sounds there. With ``recon="bce"``
+(the default) these are three heads (sigmoid of logits, trained with BCE, and a velocity
+regressed where notes sound); with ``recon="l1"`` (pix2pix's plain L1, the ablation) G
+gives the onset and frame planes as velocities / 127, read as both probability and
+velocity.
+
+:func:`decode_probabilities` reads notes from those planes, as Onsets and Frames decodes:
+a note starts where the onset probability peaks in time at the onset threshold or more
+(or where a frame already sounds at a window's first step), lasts while the frame
+probability stays at the frame threshold or more (and at least ``min_steps``), ends
+where an onset peak of its pitch reaches the restrike threshold, sounds only among the
+``max_voices`` likeliest pitches of a step and within the pitch range the training
+targets used, and carries the velocity predicted at its start. The result is planes
+that follow the data contract, so they decode to notes and MIDI exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from musicpairs.roll import FRAME, ONSET, _paint, planes_to_notes
+from musicpairs.roll import FRAME, ONSET
 
-#: Velocity (of 127) from which a generated frame counts as sounding, and a generated
-#: onset inside a sounding run as a new note (restrike), unless thresholds are given.
-FRAME_THRESHOLD = 16
-ONSET_THRESHOLD = 32
+#: Planes per target channel in :func:`probabilities`' output.
+ONSET_P, FRAME_P, VELOCITY = 0, 1, 2
+PLANES = 3
+#: Decoding settings used when a checkpoint has none tuned (probabilities, steps).
+DEFAULT_DECODE = {"onset_threshold": 0.5, "frame_threshold": 0.5, "min_steps": 1,
+                  "max_voices": None, "restrike_threshold": None}
+#: The values each decoding setting is tuned over on the valid split.
+DECODE_GRID = {
+    "onset_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95),
+    "frame_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+    "restrike_threshold": (None, 0.9, 0.95, 0.98, 0.99),
+    "max_voices": (None, 2, 3, 4, 6, 8),
+    "min_steps": (1, 2, 3),
+}
 
 
-def to_model(rolls: torch.Tensor) -> torch.Tensor:
-    """uint8 rolls (..., 128, W) -> float32 in [-1, 1] (0 -> -1, 127 -> 1)."""
-    return rolls.float().mul_(1 / 63.5).sub_(1)
+def head_planes(recon: str) -> int:
+    """G's output planes per target channel: 3 heads for ``bce``, 2 velocities for ``l1``."""
+    return PLANES if recon == "bce" else 2
 
 
-def to_velocity(x: torch.Tensor) -> torch.Tensor:
-    """Network output in [-1, 1] -> float velocities in [0, 127]."""
-    return (x.float() + 1).mul_(63.5).clamp_(0, 127)
+def to_unit(rolls: torch.Tensor) -> torch.Tensor:
+    """uint8 rolls -> float32 velocity / 127 (silence 0)."""
+    return rolls.float().mul_(1 / 127)
 
 
-def onset_peaks(onset):
-    """The onset plane (numpy or torch, time last) where it peaks in time, else 0.
+def harmony_plane(source: torch.Tensor) -> torch.Tensor:
+    """uint8 sources (B, Cs, 128, W) -> float (B, 1, 128, W): 1 where the cell's pitch
+    class sounds in any source channel at that step (pitch classes folded across octaves,
+    then laid on every octave)."""
+    sounding = (source[:, FRAME::2] > 0).any(1)  # (B, 128, W)
+    b, _, w = sounding.shape
+    padded = torch.zeros(b, 132, w, dtype=torch.bool, device=source.device)
+    padded[:, :128] = sounding
+    chroma = padded.view(b, 11, 12, w).any(1)  # (B, 12, W)
+    return chroma.repeat(1, 11, 1)[:, :128].unsqueeze(1).float()
 
-    A generated onset counts only at a peak (higher than the step before, at least as
-    high as the step after): a plane that stays high over a note would otherwise cut it
-    into one-step notes.
-    """
+
+def model_input(source: torch.Tensor, harmony: bool) -> torch.Tensor:
+    """uint8 sources (B, Cs, 128, W) -> what G sees: (B, Cs [+ 1], 128, W) in [0, 1]."""
+    x = to_unit(source)
+    return torch.cat([x, harmony_plane(source)], 1) if harmony else x
+
+
+def input_planes(source_planes: int, harmony: bool) -> int:
+    return source_planes + int(harmony)
+
+
+def target_probabilities(target: torch.Tensor) -> torch.Tensor:
+    """uint8 targets (B, 2C, 128, W) -> (B, 3C, 128, W): per channel onset (0/1), frame
+    (0/1) and velocity / 127 where a note sounds (0 elsewhere); what D sees as real."""
+    b, planes, h, w = target.shape
+    t = target.view(b, planes // 2, 2, h, w)
+    out = torch.stack([(t[:, :, ONSET] > 0).float(), (t[:, :, FRAME] > 0).float(),
+                       to_unit(t[:, :, FRAME])], 2)
+    return out.view(b, -1, h, w)
+
+
+def probabilities(raw: torch.Tensor, recon: str) -> torch.Tensor:
+    """G's raw output (B, heads * C, 128, W) -> (B, 3C, 128, W) in [0, 1]: onset and
+    frame probabilities and velocity / 127 per channel (see the module docstring)."""
+    b, planes, h, w = raw.shape
+    unit = torch.sigmoid(raw.float())
+    if recon == "bce":
+        return unit
+    pair = unit.view(b, planes // 2, 2, h, w)
+    return torch.stack([pair[:, :, ONSET], pair[:, :, FRAME], pair[:, :, FRAME]], 2).view(
+        b, -1, h, w)
+
+
+# --------------------------------------------------------------------------------------
+# Decoding
+
+
+def _peaks(onset: np.ndarray) -> np.ndarray:
+    """Where an onset probability plane (time last) peaks in time: above the step before,
+    at least the step after. A plane that stays high over a note would otherwise cut it
+    into one-step notes."""
     peak = onset > 0
     peak[..., 1:] &= onset[..., 1:] > onset[..., :-1]
     peak[..., :-1] &= onset[..., :-1] >= onset[..., 1:]
-    return onset * peak
+    return peak
 
 
-def generated_to_planes(velocity: np.ndarray, *,
-                        frame_threshold: float | Sequence[float] = FRAME_THRESHOLD,
-                        onset_threshold: float | Sequence[float] = ONSET_THRESHOLD
-                        ) -> np.ndarray:
-    """Valid planes from generated velocities.
-
-    A step sounds where the frame plane reaches ``frame_threshold``. A note starts
-    where a sounding run starts, and inside a run where the onset plane peaks (see
-    :func:`onset_peaks`) at ``onset_threshold`` or more (a restrike); it lasts while
-    the frame sounds, up to the next start. Its velocity is the onset plane's at its
-    start when that peaks at the threshold or more, else the frame's (at least 1).
+def decode_channel(onset: np.ndarray, frame: np.ndarray, velocity: np.ndarray, *,
+                   onset_threshold: float, frame_threshold: float, min_steps: int = 1,
+                   max_voices: int | None = None, restrike_threshold: float | None = None,
+                   pitch_range: tuple[int, int] | None = None) -> np.ndarray:
+    """Notes of one channel as planes (see the module docstring).
 
     Args:
-        velocity: float [2 * channels, 128, W] (onset, frame per channel), 0-127.
-        frame_threshold, onset_threshold: One for every channel, or one per channel.
+        onset, frame, velocity: float [..., 128, W] in [0, 1] (any leading batch axes).
+        onset_threshold, frame_threshold: Probabilities.
+        min_steps: A note sounds at least this many steps (its frame held over any dip),
+            unless its pitch is struck again sooner.
+        max_voices: At most this many pitches sound at a step: those with the highest
+            frame probabilities (ties may keep more), and a note starts only at one of
+            them. None: no limit.
+        restrike_threshold: The onset probability from which an onset peak inside a
+            sounding note ends it and starts another of that pitch (a repeated note);
+            ``onset_threshold`` when None. A model unsure of where its notes start
+            fires smaller onset peaks inside held notes, which would cut them up.
+        pitch_range: (lowest, highest) pitch kept; all when None.
 
     Returns:
-        uint8 [2 * channels, 128, W]: planes as the data contract makes them.
+        uint8 [..., 2, 128, W]: onset and frame planes, each note's velocity on both (a
+        note already sounding at step 0 has no onset cell, as a cut window's).
     """
-    channels = velocity.shape[0] // 2
-    frame_at = np.broadcast_to(np.asarray(frame_threshold, float), (channels,))
-    onset_at = np.broadcast_to(np.asarray(onset_threshold, float), (channels,))
-    out = np.zeros((channels, 2, *velocity.shape[1:]), np.uint8)
-    for c in range(channels):
-        onset, frame = velocity[2 * c + ONSET], velocity[2 * c + FRAME]
-        sounding = frame >= frame_at[c]
-        struck = sounding & (onset_peaks(onset) >= onset_at[c])
-        planes = np.zeros((2, *frame.shape), np.uint8)
-        level = np.clip(np.rint(np.where(struck, onset, frame)), 1, 127).astype(np.uint8)
-        planes[ONSET] = np.where(struck, level, 0)
-        planes[FRAME] = np.where(sounding, level, 0)
-        notes = planes_to_notes(planes)
-        _paint(out[c : c + 1], np.zeros(len(notes.start), np.int64), notes.start, notes.end,
-               notes.pitch, notes.velocity)
-    return out.reshape(velocity.shape)
+    frame_on = frame >= frame_threshold
+    struck = _peaks(onset) & (onset >= onset_threshold)
+    if pitch_range is not None:
+        allowed = np.zeros(onset.shape[-2], bool)
+        allowed[pitch_range[0] : pitch_range[1] + 1] = True
+        frame_on &= allowed[:, None]
+        struck &= allowed[:, None]
+    if max_voices is not None:
+        candidates = np.where(frame_on, frame, -1.0)
+        kth = -np.partition(-candidates, max_voices - 1, axis=-2)[..., max_voices - 1, :]
+        loud_enough = candidates >= np.maximum(kth, 0)[..., None, :]
+        frame_on &= loud_enough
+        struck &= loud_enough
+    width = onset.shape[-1]
+    restrike = struck if restrike_threshold is None else struck & (onset >= restrike_threshold)
+    starts = struck.copy()
+    starts[..., 0] |= frame_on[..., 0]
+    active = np.zeros_like(frame_on)
+    level = np.zeros(onset.shape, np.float32)
+    age = np.zeros(onset.shape[:-1], np.int32)  # steps the note at each pitch has sounded
+    active[..., 0], level[..., 0] = starts[..., 0], velocity[..., 0]
+    age[active[..., 0]] = 1
+    for t in range(1, width):
+        held = active[..., t - 1] & (frame_on[..., t] | (age < min_steps))
+        starts[..., t] = np.where(held, restrike[..., t], struck[..., t])
+        active[..., t] = starts[..., t] | held
+        level[..., t] = np.where(starts[..., t], velocity[..., t], level[..., t - 1])
+        age = np.where(starts[..., t], 1, np.where(active[..., t], age + 1, 0))
+    keep = active
+    out = np.zeros((*onset.shape[:-2], 2, *onset.shape[-2:]), np.uint8)
+    value = np.clip(np.rint(level * 127), 1, 127).astype(np.uint8)
+    out[..., FRAME, :, :] = np.where(keep, value, 0)
+    onset_cells = keep & starts
+    onset_cells[..., 0] &= struck[..., 0]  # a note sounding from before has no onset
+    out[..., ONSET, :, :] = np.where(onset_cells, value, 0)
+    return out
 
 
-def decode_generated(velocity: np.ndarray, decode: dict[str, Any] | None) -> np.ndarray:
-    """Generated velocities -> valid uint8 planes, with a checkpoint's ``decode`` entry
-    (thresholds per channel tuned on the valid split while training), or the default
-    thresholds when it has none.
+def channel_settings(decode: dict[str, Any] | None, channels: int) -> list[dict[str, Any]]:
+    """Per channel decoding settings from a checkpoint's ``decode`` entry (defaults when
+    it has none)."""
+    if not decode:
+        return [dict(DEFAULT_DECODE) for _ in range(channels)]
+    return [{**DEFAULT_DECODE, **c} for c in decode["channels"]]
+
+
+def decode_probabilities(probs: np.ndarray, decode: dict[str, Any] | None) -> np.ndarray:
+    """Valid uint8 planes from :func:`probabilities` output, with a checkpoint's
+    ``decode`` entry (per channel settings tuned on the valid split; defaults when None).
 
     Args:
-        velocity: float [Ct, 128, W], or a batch [B, Ct, 128, W].
+        probs: float [3C, 128, W] or a batch [B, 3C, 128, W].
+
+    Returns:
+        uint8 [2C, 128, W] (or [B, 2C, 128, W]).
     """
-    if velocity.ndim == 4:
-        return np.stack([decode_generated(v, decode) for v in velocity])
-    if not decode:
-        return generated_to_planes(velocity)
-    per_channel = decode["channels"]
-    return generated_to_planes(
-        velocity, frame_threshold=[float(c["frame_threshold"]) for c in per_channel],
-        onset_threshold=[float(c["onset_threshold"]) for c in per_channel])
+    channels = probs.shape[-3] // PLANES
+    settings = channel_settings(decode, channels)
+    out = []
+    for c, s in enumerate(settings):
+        p = probs[..., PLANES * c : PLANES * (c + 1), :, :]
+        pitch_range = s.get("pitch_range")
+        out.append(decode_channel(
+            p[..., ONSET_P, :, :], p[..., FRAME_P, :, :], p[..., VELOCITY, :, :],
+            onset_threshold=float(s["onset_threshold"]),
+            frame_threshold=float(s["frame_threshold"]), min_steps=int(s["min_steps"]),
+            max_voices=s["max_voices"], restrike_threshold=s["restrike_threshold"],
+            pitch_range=None if pitch_range is None else tuple(pitch_range)))
+    return np.concatenate(out, axis=-3)

@@ -1,15 +1,18 @@
 """pix2pix training: the D-then-G step, the losses, and the run (checkpoints, resume, DDP).
 
-The objective is Isola et al.'s: G minimises L_cGAN(G, D) + lambda * L1(G), D maximises
-L_cGAN, with D's loss halved (it learns more slowly than G), both with Adam (lr 2e-4,
-betas 0.5, 0.999), the learning rate constant and then decaying linearly to 0. Rolls are
-scaled to [-1, 1] (:mod:`rolls`). ``loss="l1"`` trains the L1-only ablation with the
-same code and no D.
+The objective is Isola et al.'s: G minimises L_cGAN(G, D) + lambda * L_recon(G), D
+maximises L_cGAN, with D's loss halved (it learns more slowly than G), both with Adam
+(lr 2e-4, betas 0.5, 0.999), the learning rate constant and then decaying linearly to 0.
+``loss="recon"`` trains the reconstruction-only ablation with the same code and no D.
 
-One change to the L1 term, by default: it is class-balanced per target plane (sounding
-and silent cells weigh half each; ``l1_weighting="uniform"`` restores the plain mean).
-Piano rolls are ~98 % silence; under the plain mean G settles on silence everywhere,
-where tanh saturates and the notes get no gradient back (see ``TrainConfig``).
+What is made for piano rolls rather than photographs (see :mod:`rolls`): G reads rolls in
+[0, 1] (silence is 0, as its zero padding), with the source's pitch classes as one more
+plane; the reconstruction term is by default a BCE on onset and frame probabilities plus
+a velocity regressed where notes sound (``recon="l1"``: pix2pix's plain L1 on the
+velocity planes); D sees G's input with G's output read as probabilities, or the real
+target as 0/1 planes; an exponential moving average of G is what is evaluated and
+exported; and the pitches the training targets use are kept, so that decoding keeps
+notes within them.
 
 Several GPUs: ``torchrun --nproc_per_node N -m musicpairs train ...``. Every rank reads
 its own part of the train split (PairStream's rank split, equal counts), G and D are
@@ -18,6 +21,7 @@ wrapped in DistributedDataParallel, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -45,7 +49,15 @@ from musicpairs.model.checkpoint import (
     save_generator,
     set_rng_state,
 )
-from musicpairs.model.rolls import to_model
+from musicpairs.model.rolls import (
+    FRAME_P,
+    PLANES,
+    VELOCITY,
+    model_input,
+    probabilities,
+    target_probabilities,
+    to_unit,
+)
 from musicpairs.model.validate import Validator
 from musicpairs.shards import ShardMeta
 
@@ -115,7 +127,16 @@ class Pix2Pix:
             init_weights(self.discriminator)
             self.discriminator.to(device, memory_format=fmt)
         self.dtype = amp_dtype(cfg.amp, device)
-        #: Decoding thresholds tuned on the valid split at the last evaluation.
+        #: The moving average of G's weights (and a copy of its buffers): evaluated,
+        #: exported and converted with. None with ``ema=0``.
+        self.ema = None
+        if cfg.ema:
+            self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.ema_updates = 0
+        #: Which pitches the training targets have sounded, per channel (after the
+        #: loader's transposition): decoding keeps notes within their range.
+        self.pitches = torch.zeros(meta.target_shape[0] // 2, 128, dtype=torch.bool)
+        #: Decoding settings tuned on the valid split at the last evaluation.
         self.decode: dict[str, Any] | None = None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
@@ -153,16 +174,49 @@ class Pix2Pix:
             return 1.0
         return max(0.0, (self.total_steps - step) / (self.total_steps - start))
 
-    def to_device(self, rolls: torch.Tensor) -> torch.Tensor:
-        """uint8 rolls (B, C, 128, W) -> float in [-1, 1] on the device (copied as
-        uint8: a quarter of the bytes of float)."""
-        x = to_model(rolls.to(self.device, non_blocking=True))
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def inputs(self, source: torch.Tensor) -> torch.Tensor:
+        """uint8 sources (B, Cs, 128, W) -> G's input on the device (copied as uint8: a
+        quarter of the bytes of float)."""
+        return self._layout(model_input(source.to(self.device, non_blocking=True),
+                                        self.cfg.harmony))
 
     def autocast(self):
         if self.dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        """What is evaluated and exported: the moving average of G, or G."""
+        return self.ema if self.ema is not None else self.generator
+
+    def probabilities(self, source: torch.Tensor) -> torch.Tensor:
+        """uint8 sources -> (B, 3C, 128, W) float probabilities of the evaluated G (call
+        it in eval mode, without gradients)."""
+        with self.autocast():
+            raw = self.inference_generator(self.inputs(source))
+        return probabilities(raw, self.cfg.recon)
+
+    def pitch_ranges(self) -> list[list[int] | None]:
+        """Per target channel, [lowest, highest] pitch the training targets sounded so
+        far (None for a channel that has sounded nothing)."""
+        out = []
+        for seen in self.pitches:
+            where = torch.nonzero(seen).flatten()
+            out.append([int(where[0]), int(where[-1])] if len(where) else None)
+        return out
+
+    def _update_ema(self) -> None:
+        self.ema_updates += 1
+        decay = min(self.cfg.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
+        with torch.no_grad():
+            for avg, p in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+                avg.lerp_(p.detach(), 1 - decay)
+            for avg, b in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+                avg.copy_(b)
 
     def gan_loss(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
         target = torch.full_like(logits, 1.0 if real else 0.0, dtype=torch.float32)
@@ -170,35 +224,82 @@ class Pix2Pix:
             return F.mse_loss(logits.float(), target)
         return F.binary_cross_entropy_with_logits(logits.float(), target)
 
-    def l1_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Mean |fake - real|; ``balanced``: each target plane's sounding cells and its
-        silent cells weigh half each (a plane with no sounding cell: the plain mean)."""
-        error = (fake.float() - real).abs()  # (B, C, 128, W)
-        if self.cfg.l1_weighting == "uniform":
-            return error.mean()
-        sounding = real > -1
+    def _weights(self, real: torch.Tensor) -> torch.Tensor | float:
+        """Per-cell weights of the reconstruction term: 1 (``uniform``), or sounding and
+        silent cells of each target plane weighing half each (``balanced``; a plane with
+        no sounding cell: the plain mean)."""
+        if self.cfg.recon_weighting == "uniform":
+            return 1.0
+        sounding = real > 0
         share = sounding.float().mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
         on = torch.where(share > 0, 0.5 / share.clamp_min(1e-12), 0.0)
         off = torch.where(share > 0, 0.5 / (1 - share).clamp_min(1e-12), 1.0)
-        return (error * torch.where(sounding, on, off)).mean()
+        return torch.where(sounding, on, off)
+
+    def recon_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The reconstruction term of G's raw output against uint8 targets on the device.
+
+        ``bce``: BCE of the onset and frame logits against the 0/1 planes, plus the
+        squared error of the velocity head where a note sounds (its mean over those
+        cells); ``l1``: mean |sigmoid(output) - target / 127|.
+        """
+        if self.cfg.recon == "l1":
+            real = to_unit(target)
+            return ((torch.sigmoid(raw.float()) - real).abs() * self._weights(real)).mean()
+        b, _, h, w = raw.shape
+        raw = raw.float().view(b, -1, PLANES, h, w)
+        real = target_probabilities(target).view(b, -1, PLANES, h, w)
+        notes = real[:, :, :VELOCITY].reshape(b, -1, h, w)  # onset, frame planes
+        logits = raw[:, :, :VELOCITY].reshape(b, -1, h, w)
+        bce = F.binary_cross_entropy_with_logits(logits, notes, reduction="none")
+        loss = (bce * self._weights(notes)).mean()
+        sounding = real[:, :, FRAME_P] > 0
+        if sounding.any():
+            error = torch.sigmoid(raw[:, :, VELOCITY]) - real[:, :, VELOCITY]
+            loss = loss + error.square()[sounding].mean()
+        return loss
+
+    def seen_by_d(self, source_input: torch.Tensor, target: torch.Tensor | None = None,
+                  raw: torch.Tensor | None = None) -> torch.Tensor:
+        """D's input: G's input with the real target (``target``, uint8) or G's output
+        (``raw``) as planes in [0, 1] (for ``bce`` onset and frame probabilities and
+        velocity / 127 where notes sound; for ``l1`` velocity / 127)."""
+        if target is not None:
+            planes = (target_probabilities(target) if self.cfg.recon == "bce"
+                      else to_unit(target))
+        elif self.cfg.recon == "bce":
+            b, _, h, w = raw.shape
+            p = torch.sigmoid(raw.float()).view(b, -1, PLANES, h, w)
+            notes = p[:, :, :VELOCITY]
+            if self.cfg.d_sees == "samples":
+                # A roll drawn from G's probabilities, cell by cell, with the gradient
+                # of the probabilities passed straight through the draw.
+                notes = notes + (torch.bernoulli(notes.detach()) - notes).detach()
+            planes = torch.cat([notes, (p[:, :, VELOCITY] * notes[:, :, FRAME_P])
+                                .unsqueeze(2)], 2).view(b, -1, h, w)
+        else:
+            planes = torch.sigmoid(raw.float())
+        return self._layout(torch.cat([source_input, planes.to(source_input.dtype)], 1))
 
     def step(self, source: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D update then one G update on a batch of uint8 rolls.
 
         Returns:
             Detached scalar losses on the device (``loss_d``, ``loss_g_gan`` only with
-            D; ``loss_g_l1`` always: the L1 term before lambda).
+            D; ``loss_g_recon`` always: the reconstruction term before lambda).
         """
-        x, y = self.to_device(source), self.to_device(target)  # (B, Cs|Ct, 128, W)
+        x = self.inputs(source)  # (B, Cs [+1], 128, W)
+        y = target.to(self.device, non_blocking=True)  # (B, Ct, 128, W) uint8
+        self.pitches |= (target[:, 1::2] > 0).any(dim=-1).any(dim=0)
         losses = {}
         with self.autocast():
-            fake = self.g_step(x)  # (B, Ct, 128, W)
+            fake = self.g_step(x)  # (B, heads * C, 128, W)
         if self.discriminator is not None:
             self.discriminator.requires_grad_(True)
             self.opt_d.zero_grad(set_to_none=True)
             with self.autocast():
-                pred_fake = self.d_step(torch.cat([x, fake.detach()], dim=1))
-                pred_real = self.d_step(torch.cat([x, y], dim=1))
+                pred_fake = self.d_step(self.seen_by_d(x, raw=fake.detach()))
+                pred_real = self.d_step(self.seen_by_d(x, target=y))
                 loss_d = 0.5 * (self.gan_loss(pred_fake, False) + self.gan_loss(pred_real, True))
             self.scaler.scale(loss_d).backward()
             self.scaler.step(self.opt_d)
@@ -206,10 +307,10 @@ class Pix2Pix:
             losses["loss_d"] = loss_d.detach()
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast():
-            loss_l1 = self.l1_loss(fake, y)
-            loss_g = self.cfg.lambda_l1 * loss_l1
+            loss_recon = self.recon_loss(fake, y)
+            loss_g = self.cfg.lambda_recon * loss_recon
             if self.discriminator is not None:
-                loss_gan = self.gan_loss(self.d_plain(torch.cat([x, fake], dim=1)), True)
+                loss_gan = self.gan_loss(self.d_plain(self.seen_by_d(x, raw=fake)), True)
                 loss_g = loss_g + loss_gan
                 losses["loss_g_gan"] = loss_gan.detach()
         self.scaler.scale(loss_g).backward()
@@ -218,7 +319,9 @@ class Pix2Pix:
         self.sched_g.step()
         if self.sched_d is not None:
             self.sched_d.step()
-        losses["loss_g_l1"] = loss_l1.detach()
+        if self.ema is not None:
+            self._update_ema()
+        losses["loss_g_recon"] = loss_recon.detach()
         return losses
 
     def state_dict(self) -> dict[str, Any]:
@@ -230,6 +333,10 @@ class Pix2Pix:
             "opt_d": None if d is None else self.opt_d.state_dict(),
             "sched_d": None if d is None else self.sched_d.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "ema_updates": self.ema_updates,
+            "pitches": self.pitches.clone(),
+            "pitch_ranges": self.pitch_ranges(),
             "decode": self.decode,
         }
 
@@ -243,6 +350,10 @@ class Pix2Pix:
             self.sched_d.load_state_dict(state["sched_d"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.ema_updates = int(state["ema_updates"])
+        self.pitches = state["pitches"].cpu().bool()
         self.decode = state.get("decode")
 
 

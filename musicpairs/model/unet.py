@@ -37,8 +37,10 @@ class UNet(nn.Module):
     LeakyReLU(0.2) down, ReLU up; no norm on the outermost encoder nor on the innermost
     level's encoder; convolutions have biases only where no BatchNorm follows; dropout
     in the decoders of the levels between ``8 * ngf``-channel levels (levels
-    4 .. depth - 2, three of them at depth 8); tanh out. With ``depth=8``, ``ngf=64`` and
-    3 channels in and out it is pix2pix's ``unet_256`` (54.4 M parameters).
+    4 .. depth - 2, three of them at depth 8). The output is raw (pix2pix ends in tanh;
+    musicpairs reads G's output through a sigmoid, :func:`musicpairs.model.rolls.
+    probabilities`). With ``depth=8``, ``ngf=64`` and 3 channels in and out it is
+    pix2pix's ``unet_256`` (54.4 M parameters).
 
     Args:
         in_channels: Source planes (2 per channel: onset, frame).
@@ -48,7 +50,7 @@ class UNet(nn.Module):
         norm: ``"batch"`` or ``"instance"``.
         dropout: Dropout probability of the inner decoder blocks (0 for none).
 
-    Shapes: input (B, in_channels, H, W) -> output (B, out_channels, H, W) in [-1, 1].
+    Shapes: input (B, in_channels, H, W) -> output (B, out_channels, H, W).
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, ngf: int = 64,
@@ -72,7 +74,7 @@ class UNet(nn.Module):
             up_in = width[i] if innermost else 2 * width[i]  # the skip doubles it
             if i == 0:
                 up = [nn.ReLU(inplace=True),
-                      nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1), nn.Tanh()]
+                      nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1)]
             else:
                 up = [nn.ReLU(inplace=True),
                       nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias),

@@ -1,5 +1,5 @@
 """Scoring G on the valid split: while training (with example PNGs and MIDI), and to
-tune the decoding thresholds stored with each checkpoint."""
+tune the decoding settings stored with each checkpoint."""
 
 from __future__ import annotations
 
@@ -14,32 +14,177 @@ import torch
 
 from musicpairs.config import TrainConfig
 from musicpairs.loader import LoaderError, PairStream
-from musicpairs.model.metrics import (
-    best_thresholds,
-    f1_scores,
-    frame_counts,
-    velocity_histograms,
-)
+from musicpairs.model.metrics import POLYPHONY_BINS, f1_scores
 from musicpairs.model.rolls import (
-    FRAME_THRESHOLD,
-    decode_generated,
-    to_model,
-    to_velocity,
+    DECODE_GRID,
+    DEFAULT_DECODE,
+    FRAME_P,
+    PLANES,
+    VELOCITY,
+    decode_channel,
+    decode_probabilities,
 )
+from musicpairs.roll import FRAME, ONSET
 from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
 
+#: Probabilities are kept for tuning as uint8 (p * 255): a quarter of float32's memory.
+_LEVELS = 255
+
+
+def _near(cells: np.ndarray, other: np.ndarray, tolerance: int) -> int:
+    """How many of ``cells`` (bool [..., W]) have an ``other`` cell of the same pitch at
+    most ``tolerance`` steps away."""
+    grown = other.copy()
+    for k in range(1, tolerance + 1):
+        grown[..., k:] |= other[..., :-k]
+        grown[..., :-k] |= other[..., k:]
+    return int(np.count_nonzero(cells & grown))
+
+
+def note_count(planes: np.ndarray) -> int:
+    """Notes in planes [..., 2, 128, W] as :func:`~musicpairs.roll.planes_to_notes` reads
+    them: an onset, or a frame run that starts without one."""
+    onset, frame = planes[..., ONSET, :, :] > 0, planes[..., FRAME, :, :] > 0
+    before = np.zeros_like(frame)
+    before[..., 1:] = frame[..., :-1]
+    return int(np.count_nonzero(onset | (frame & ~before)))
+
+
+def polyphony(planes: np.ndarray) -> np.ndarray:
+    """Histogram of pitches sounding per step (0 .. POLYPHONY_BINS - 1 or more)."""
+    voices = np.count_nonzero(planes[..., FRAME, :, :] > 0, axis=-2).reshape(-1)
+    return np.bincount(np.minimum(voices, POLYPHONY_BINS - 1), minlength=POLYPHONY_BINS)
+
+
+def qualified_share(planes: np.ndarray, steps: int) -> float:
+    """The share of notes in planes [..., 2, 128, W] at least ``steps`` long (1.0 when
+    there are none), read as :func:`~musicpairs.roll.planes_to_notes` reads them."""
+    onset, frame = planes[..., ONSET, :, :] > 0, planes[..., FRAME, :, :] > 0
+    sounding = onset | frame
+    before = np.zeros_like(sounding)
+    before[..., 1:] = sounding[..., :-1]
+    starts = onset | (sounding & ~before)
+    # A note is qualified when it still sounds, unrestruck, ``steps - 1`` steps later.
+    still = starts.copy()
+    for k in range(1, steps):
+        later = np.zeros_like(still)
+        later[..., :-k] = sounding[..., k:] & ~starts[..., k:]
+        still &= later
+    notes = int(np.count_nonzero(starts))
+    return int(np.count_nonzero(still)) / notes if notes else 1.0
+
+
+def decoding_scores(planes: np.ndarray, real: np.ndarray, tolerance: int = 1,
+                    qualified_steps: int = 2) -> dict[str, Any]:
+    """Scores of one channel's decoded planes against the real ones (uint8 [N, 2, 128,
+    W]), for tuning: frame (tp, fp, fn) and F1; onset precision (generated onsets with a
+    real one of the same pitch within ``tolerance`` steps), recall (the converse) and
+    their F1; the ratio of decoded to real notes; the total variation distance of the
+    polyphony histograms; and the qualified-note rates (notes at least
+    ``qualified_steps`` long) of both."""
+    gen_frame, real_frame = planes[:, FRAME] > 0, real[:, FRAME] > 0
+    tp = int(np.count_nonzero(gen_frame & real_frame))
+    counts = [tp, int(np.count_nonzero(gen_frame)) - tp, int(np.count_nonzero(real_frame)) - tp]
+    gen_onset, real_onset = planes[:, ONSET] > 0, real[:, ONSET] > 0
+    generated, wanted = int(np.count_nonzero(gen_onset)), int(np.count_nonzero(real_onset))
+    precision = _near(gen_onset, real_onset, tolerance) / generated if generated else 1.0
+    recall = _near(real_onset, gen_onset, tolerance) / wanted if wanted else 1.0
+    onset_f1 = (2 * precision * recall / (precision + recall)) if precision + recall else 0.0
+    ours, theirs = polyphony(planes), polyphony(real)
+    return {"frame_counts": counts, "frame_f1": f1_scores(counts)["f1"], "onset_f1": onset_f1,
+            "note_ratio": note_count(planes) / max(note_count(real), 1),
+            "polyphony_tv": float(0.5 * np.abs(ours / max(ours.sum(), 1)
+                                               - theirs / max(theirs.sum(), 1)).sum()),
+            "qualified_notes": qualified_share(planes, qualified_steps),
+            "real_qualified_notes": qualified_share(real, qualified_steps)}
+
+
+#: What tuning asks of the decoded valid notes before it compares F1: a note count
+#: within these bounds of the real targets', a polyphony histogram within this total
+#: variation distance of theirs, and a qualified-note rate within this of theirs.
+NOTE_RATIO = (0.8, 1.25)
+POLYPHONY_TV = 0.25
+QUALIFIED_GAP = 0.05
+
+
+def _shortfall(scores: dict[str, Any]) -> float:
+    """How far decoded notes miss :data:`NOTE_RATIO`, :data:`POLYPHONY_TV` and
+    :data:`QUALIFIED_GAP` (0: within all three)."""
+    ratio = max(scores["note_ratio"], 1e-6)
+    low, high = NOTE_RATIO
+    gap = abs(scores["qualified_notes"] - scores["real_qualified_notes"])
+    return (max(0.0, np.log(low / ratio)) + max(0.0, np.log(ratio / high))
+            + max(0.0, scores["polyphony_tv"] - POLYPHONY_TV)
+            + max(0.0, gap - QUALIFIED_GAP))
+
+
+def tune_decoding(probs: np.ndarray, real: np.ndarray,
+                  pitch_ranges: list[list[int] | None], *, rounds: int = 3,
+                  qualified_steps: int = 2) -> list[dict[str, Any]]:
+    """Per target channel, the decoding settings (values from ``DECODE_GRID``) that
+    score best on these pairs: among the settings whose notes look like the real ones
+    in number, polyphony and length (:data:`NOTE_RATIO`, :data:`POLYPHONY_TV`,
+    :data:`QUALIFIED_GAP`; notes of ``qualified_steps`` or more qualify), the best mean
+    of frame F1 and onset F1; while no setting does, the one that misses those bounds
+    least. (F1 alone rewards sounding every likely pitch at once: a model unsure
+    between four chords scores best by playing all four.)
+
+    The search is by coordinates: from the defaults, each setting in turn takes its
+    best value with the others held, for up to ``rounds`` rounds or until a round
+    changes nothing (about 30 decodings a round, not the grid's ~8,000).
+
+    Args:
+        probs: uint8 [N, 3C, 128, W], probabilities * 255.
+        real: uint8 [N, 2C, 128, W], the real targets.
+        pitch_ranges: Per channel, the pitch range decoding keeps (or None: all).
+
+    Returns:
+        One dict per channel: the settings (``onset_threshold``, ``frame_threshold``,
+        ``restrike_threshold``, ``max_voices``, ``min_steps``), ``pitch_range``, and the
+        scores reached (``frame_f1``, ``onset_f1``, ``frame_counts``, ``note_ratio``,
+        ``polyphony_tv``).
+    """
+    out = []
+    for c, pitch_range in enumerate(pitch_ranges):
+        p = probs[:, PLANES * c : PLANES * (c + 1)].astype(np.float32) / _LEVELS
+        truth = real[:, 2 * c : 2 * c + 2]
+        seen: dict[tuple, tuple] = {}
+
+        def score(settings: dict[str, Any], p=p, truth=truth, pitch_range=pitch_range,
+                  seen=seen) -> tuple:
+            key = tuple(settings[k] for k in DECODE_GRID)
+            if key not in seen:
+                planes = decode_channel(p[:, 0], p[:, FRAME_P], p[:, VELOCITY],
+                                        pitch_range=pitch_range, **settings)
+                scores = decoding_scores(planes, truth, qualified_steps=qualified_steps)
+                seen[key] = ((-_shortfall(scores),
+                              (scores["frame_f1"] + scores["onset_f1"]) / 2), scores)
+            return seen[key]
+
+        settings = {k: DEFAULT_DECODE[k] for k in DECODE_GRID}
+        for _ in range(rounds):
+            before = dict(settings)
+            for name, values in DECODE_GRID.items():
+                # max() keeps the first of equals: the grid's order breaks ties.
+                best = max(values, key=lambda v, name=name: score({**settings, name: v})[0])
+                settings[name] = best
+            if settings == before:
+                break
+        out.append({**settings, "pitch_range": pitch_range, **score(settings)[1]})
+    return out
+
 
 class Validator:
-    """The first ``samples`` pairs of the valid split (file order), scored with G in
-    eval mode.
+    """The first ``samples`` pairs of the valid split (file order), scored with the
+    evaluated G (its moving average when the run keeps one) in eval mode.
 
-    Each run reports L1 in [-1, 1] units (as the training loss) and frame precision /
-    recall / F1 with a generated frame sounding from velocity ``FRAME_THRESHOLD`` (the
-    same rule at every step of a run, so the curve is comparable), then tunes the
-    decoding thresholds: per target channel, the frame and onset velocity thresholds
-    with the best cell F1 on these pairs (``valid_tuned_frame_f1``). They are set as
+    Each run reports frame precision / recall / F1 with a generated cell sounding where
+    its frame probability is 0.5 or more (the same rule at every step of a run, so the
+    curve is comparable), then tunes the decoding settings on these pairs
+    (:func:`tune_decoding`) and reports the frame and onset F1 they reach
+    (``valid_tuned_frame_f1``, ``valid_tuned_onset_f1``). They are set as
     ``model.decode`` and saved with the checkpoint; ``evaluate`` and ``convert`` decode
     with them. The first ``examples`` pairs are written, decoded with them, to
     ``samples/step-NNNNNNNN/<pair_id>.png`` (source, generated and real target) and
@@ -63,44 +208,47 @@ class Validator:
     @torch.no_grad()
     def run(self, model, step: int) -> dict[str, float]:
         """Score ``model`` now (a :class:`~musicpairs.model.train.Pix2Pix`, or anything
-        with ``generator``, ``to_device``, ``autocast`` and a ``decode`` attribute, which
-        is set to the tuned thresholds)."""
-        generator = model.generator
+        with ``inference_generator``, ``probabilities(source)``, ``pitch_ranges()`` and a
+        ``decode`` attribute, which is set to the tuned settings)."""
+        generator = model.inference_generator
         was_training = generator.training
         generator.eval()
-        counts = torch.zeros(3, dtype=torch.int64)
-        histograms = torch.zeros(self.meta.target_shape[0] // 2, 2, 2, 128, dtype=torch.int64)
-        l1_sum, seen = 0.0, 0
+        probs, reals = [], []
         examples: list[tuple[dict[str, Any], np.ndarray]] = []
+        seen = 0
         try:
             for batch in self.stream:
                 n = min(len(batch["pair_id"]), self.samples - seen)
-                source, target = batch["source"][:n], batch["target"][:n]
-                with model.autocast():
-                    fake = generator(model.to_device(source)).float()  # (n, Ct, 128, W)
-                target_on_device = target.to(fake.device)  # copied once, as uint8
-                real = to_model(target_on_device)
-                l1_sum += float((fake - real).abs().mean(dim=(1, 2, 3)).sum())
-                velocity = to_velocity(fake)
-                counts += frame_counts(velocity, target_on_device, FRAME_THRESHOLD)
-                histograms += velocity_histograms(velocity, target_on_device)
+                p = model.probabilities(batch["source"][:n]).float()  # (n, 3C, 128, W)
+                probs.append(p.mul_(_LEVELS).round_().to(torch.uint8).cpu().numpy())
+                reals.append(batch["target"][:n].numpy())
                 for i in range(min(n, self.examples - len(examples))):
-                    row = {"source": source[i].numpy(), "target": target[i].numpy(),
+                    row = {"source": batch["source"][i].numpy(),
+                           "target": batch["target"][i].numpy(),
                            "pair_id": batch["pair_id"][i]}
-                    examples.append((row, velocity[i].cpu().numpy()))
+                    examples.append((row, probs[-1][i].astype(np.float32) / _LEVELS))
                 seen += n
                 if seen >= self.samples:
                     break
         finally:
             generator.train(was_training)
-        tuned = best_thresholds(histograms)
+        if not seen:
+            return {}
+        probs_all, real = np.concatenate(probs), np.concatenate(reals)
+        frame_p = probs_all[:, FRAME_P::PLANES] >= _LEVELS // 2 + 1  # p >= 0.5
+        truth = real[:, FRAME::2] > 0
+        tp = int(np.count_nonzero(frame_p & truth))
+        fixed = f1_scores((tp, int(np.count_nonzero(frame_p)) - tp,
+                           int(np.count_nonzero(truth)) - tp))
+        tuned = tune_decoding(probs_all, real, model.pitch_ranges(),
+                              qualified_steps=max(1, self.meta.steps_per_beat // 2))
         model.decode = {"step": step, "samples": seen, "channels": tuned}
         if examples:
             self.write_examples(examples, step, model.decode)
-        scores = {f"valid_frame_{k}": v for k, v in f1_scores(counts).items()}
         tuned_counts = np.sum([c["frame_counts"] for c in tuned], axis=0)
-        return {"valid_l1": l1_sum / max(seen, 1), **scores,
-                "valid_tuned_frame_f1": f1_scores(tuned_counts)["f1"]}
+        return {**{f"valid_frame_{k}": v for k, v in fixed.items()},
+                "valid_tuned_frame_f1": f1_scores(tuned_counts)["f1"],
+                "valid_tuned_onset_f1": float(np.mean([c["onset_f1"] for c in tuned]))}
 
     def write_examples(self, examples: list[tuple[dict[str, Any], np.ndarray]],
                        step: int, decode: dict[str, Any]) -> None:
@@ -117,8 +265,8 @@ class Validator:
             meta, target_channels=tuple(f"{c} (generated)" for c in meta.target_channels)
             + tuple(f"{c} (real)" for c in meta.target_channels),
             target_shape=(2 * meta.target_shape[0], *meta.target_shape[1:]))
-        for row, velocity in examples:
-            generated = decode_generated(velocity, decode)
+        for row, probs in examples:
+            generated = decode_probabilities(probs, decode)
             name = re.sub(r"[^A-Za-z0-9._-]", "_", row["pair_id"])
             render_pair(shown, {**row, "target": np.concatenate([generated, row["target"]])},
                         folder / f"{name}.png")
