@@ -153,8 +153,9 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
         say(f"model: the budget ran out at step {summary['step']} of {steps} (steps took "
             "longer than measured); again with the same --minutes finishes them")
     say(f"model: {summary['step']} steps, {summary['seconds'] / 60:.1f} min this time; valid "
-        f"frame F1 {summary.get('valid_tuned_frame_f1', float('nan')):.3f} at the tuned "
-        "thresholds")
+        f"frame F1 {summary.get('valid_tuned_frame_f1', float('nan')):.3f}, onset F1 "
+        f"{summary.get('valid_tuned_onset_f1', float('nan')):.3f} with the decoding tuned "
+        "on it")
     return run / EXPORT
 
 
