@@ -259,8 +259,10 @@ def _read_symusic(data: bytes):
         if not len(notes):  # lyric and controller tracks: dropped by _finish_score anyway
             continue
         arr = notes.numpy()
-        # symusic refuses data bytes > 127 itself ("Get pitch=188"), so int8 pitch and
-        # velocity are never negative here; ticks stay int32 until the roll needs int64.
+        # symusic keeps pitch and velocity as int8: a data byte > 127 comes out negative
+        # (0.6 refuses it itself, "Get pitch=188"). Ticks stay int32 until the roll
+        # needs int64.
+        _check_range(arr["pitch"], arr["velocity"])
         start = arr["time"]
         notes = Notes(start, np.add(start, arr["duration"]), arr["pitch"].view(np.uint8),
                       arr["velocity"].view(np.uint8))

@@ -17,6 +17,7 @@ from musicpairs.cli import main
 from musicpairs.midi import Notes, Score, TempoChange, TimeSignature, Track, read_midi, write_midi
 from musicpairs.model import load_checkpoint
 
+from browser import open_page
 from conftest import synth_song
 
 TINY = ["--ngf", "4", "--ndf", "4", "--batch-size", "2", "--device", "cpu",
@@ -256,6 +257,16 @@ def test_quickstart_end_to_end(tmp_path):
     assert set(metrics["systems"]) == {"run", "empty", "copy", "retrieval", "real"}
     assert (out / "eval" / "examples.png").is_file()
     assert (out / "bach_bwv267-converted.png").is_file()
+    # The report, with players, opens in a real browser with everything loaded; the
+    # converted chorale is also audio.
+    report = out / "eval" / "report.html"
+    assert f"report: {report}" in result.output
+    assert f"audio: {out / 'bach_bwv267-converted.wav'}" in result.output
+    state = open_page(report, tmp_path / "report.png")
+    assert len(state["images"]) == 3 * 6 + 1  # 3 examples x 6 rolls, the curves
+    assert all(complete and width > 0 for complete, width in state["images"])
+    assert len(state["audio"]) == 3 * 5  # all but the empty baseline
+    assert all(ready >= 1 and not error for ready, error, _ in state["audio"])
     # The held-out chorale is in the test split, never in train.
     train_songs = {s for f in (out / "data" / "train").glob("*.parquet")
                    for s in pq.read_table(f, columns=["song_id"]).column("song_id").to_pylist()}

@@ -42,20 +42,29 @@ def midi(file: str, as_json: bool, parser: str, steps_per_beat: int) -> None:
               help="Print the row as a compact piano roll.")
 @click.option("--midi", "midi_out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the row's source and target as one multi-track MIDI file.")
+@click.option("--audio", "audio_out", type=click.Path(dir_okay=False, path_type=str),
+              help="Synthesize the row's source and target to this .wav (or .flac) with a "
+                   "GM SoundFont.")
+@click.option("--soundfont", type=click.Path(dir_okay=False, path_type=str),
+              help="The SoundFont for --audio [default: $MUSICPAIRS_SOUNDFONT, else a "
+                   "system one].")
 @click.option("--width", type=click.IntRange(min=16), default=128, show_default=True,
               help="Characters per line for --ascii.")
 def shard(file: str, as_json: bool, row: int | None, pair_id: str | None,
-          render_png: str | None, as_ascii: bool, midi_out: str | None, width: int) -> None:
+          render_png: str | None, as_ascii: bool, midi_out: str | None, audio_out: str | None,
+          soundfont: str | None, width: int) -> None:
     """What a shard holds; or one row of it as a picture, text or MIDI.
 
     Without row options: metadata (task, shapes, channels, steps per beat), rows, row
     groups, size and compression, songs, the confidence distribution, note density and
     polyphony per channel, and the first rows' ids.
 
-    With --render, --ascii or --midi (on row 0, or --row N, or --pair-id ID): the MIDI
+    With --render, --ascii, --midi or --audio (on row 0, or --row N, or --pair-id ID): the MIDI
     starts the window at bar 2 (bar 1 holds notes already sounding when it begins);
     reading it back with musicpairs gives the row's rolls exactly.
     """
+    from musicpairs.audio import find_soundfont, write_audio
+    from musicpairs.errors import MusicpairsError
     from musicpairs.inspect import (
         ascii_pair,
         format_shard_summary,
@@ -63,15 +72,16 @@ def shard(file: str, as_json: bool, row: int | None, pair_id: str | None,
         render_pair,
         shard_summary,
     )
-    from musicpairs.midi import write_midi
+    from musicpairs.midi import score_to_midi_bytes, write_midi
     from musicpairs.pairing import pair_to_score
 
     if row is not None and pair_id is not None:
         raise click.UsageError("give --row or --pair-id, not both")
     wants_row = row is not None or pair_id is not None
-    if not (render_png or as_ascii or midi_out):
+    if not (render_png or as_ascii or midi_out or audio_out):
         if wants_row:
-            raise click.UsageError("--row and --pair-id go with --render, --ascii or --midi")
+            raise click.UsageError("--row and --pair-id go with --render, --ascii, --midi or "
+                                   "--audio")
         s = shard_summary(file)
         click.echo(json.dumps(s, ensure_ascii=False) if as_json else format_shard_summary(s))
         return
@@ -86,14 +96,28 @@ def shard(file: str, as_json: bool, row: int | None, pair_id: str | None,
                                         midi_out))
     if as_ascii:
         result["ascii"] = ascii_pair(meta, got, width=width)
+    font_error = None
+    if audio_out:  # what needs no SoundFont is written whether or not one is found
+        try:
+            find_soundfont(soundfont)
+            midi = score_to_midi_bytes(pair_to_score(meta, got["source"], got["target"]))
+            result["audio"] = write_audio(midi, audio_out, soundfont=soundfont)["audio"]
+        except MusicpairsError as e:
+            font_error = e
+    _say_row(result, as_json)
+    if font_error is not None:
+        raise font_error
+
+
+def _say_row(result: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
     click.echo(f"row {result['row']}: pair {result['pair_id']}, song {result['song_id']}, "
                f"beat {result['start_beat']:g}, confidence {result['confidence']:.3f}")
-    if as_ascii:
+    if "ascii" in result:
         click.echo(result["ascii"])
-    for key in ("render", "midi"):
+    for key in ("render", "midi", "audio"):
         if key in result:
             click.echo(f"wrote {result[key]}")
 

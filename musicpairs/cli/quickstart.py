@@ -40,5 +40,10 @@ def quickstart(out, minutes, steps, limit, ngf, device, as_json) -> None:
     click.echo(f"converted {summary['chorale']} (held out): {summary['input_midi']} -> "
                f"{summary['converted_midi']}")
     click.echo(f"picture: {summary['converted_png']}")
+    if summary["converted_audio"]:
+        click.echo(f"audio: {summary['converted_audio']}")
+    click.echo(f"report: {summary['report_html']} (scores, examples with audio, curves)")
+    if summary["audio_error"]:  # everything else is written: a note, not a failure
+        click.echo(f"no audio: {summary['audio_error']}")
     click.echo(f"model: {summary['checkpoint']}; dataset: {summary['dataset']}; took "
                f"{summary['seconds'] / 60:.1f} min")

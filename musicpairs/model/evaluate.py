@@ -206,7 +206,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
              baselines: tuple[str, ...] = BASELINES, samples: int | None = None,
              batch_size: int = 16, device: str = "auto", retrieval_pool: int = 50_000,
              tune: bool = False, tune_samples: int = 512, examples: int = 4,
-             out: str | os.PathLike | None = None) -> dict[str, Any]:
+             out: str | os.PathLike | None = None, report: bool = False,
+             soundfont: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score a checkpoint, ``compare`` checkpoints and baselines on a split.
 
     Args:
@@ -220,8 +221,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
         tune: Tune every checkpoint's decoding thresholds on the valid split now, instead
             of using those stored with it (a checkpoint without them is always tuned).
         tune_samples: Valid pairs to tune thresholds on.
-        examples: Pairs drawn in ``examples.png`` (with ``out``).
+        examples: Pairs drawn in ``examples.png`` (with ``out``) and in the report.
         out: Folder for ``metrics.json`` and ``examples.png``; nothing written if None.
+        report: Also write ``report.html`` in ``out`` (:mod:`musicpairs.model.report`):
+            the scores, the examples' rolls with audio players, the run's curves. With
+            no SoundFont it is written without audio, and ``report_audio_error`` says
+            why.
+        soundfont: The SoundFont for the report's audio (default: found as
+            :func:`musicpairs.audio.find_soundfont` finds it).
 
     Returns:
         ``{"task", "data", "split", "windows", "systems": {name: {"kind",
@@ -320,6 +327,14 @@ def evaluate(checkpoint: str | os.PathLike, data: str, *, split: str = "test",
         if shown:
             result["files"]["examples"] = str(render_examples(
                 meta, shown, [s.name for s in systems], out / "examples.png"))
+        if report:
+            from musicpairs.model.report import write_report
+
+            written = write_report(result, meta, shown, [s.name for s in systems],
+                                   out / "report.html", soundfont=soundfont,
+                                   run=Path(checkpoint).parent)
+            result["files"]["report"] = written["report"]
+            result["report_audio_error"] = written["audio_error"]
         result["files"]["metrics"] = str(out / "metrics.json")
         (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

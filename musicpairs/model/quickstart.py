@@ -1,9 +1,10 @@
 """``quickstart``: from nothing downloaded to a converted chorale, in one call.
 
 Builds the Bach chorales bundled with music21 as melody2accomp pairs, trains a small
-pix2pix, evaluates it against the baselines on the test split, and converts the melody
-of a held-out (test-split) chorale, all within ``--minutes``: what the build leaves,
-less what evaluating and converting take, is measured into a number of training steps
+pix2pix, evaluates it against the baselines on the test split (with an HTML report of
+rolls and audio), and converts the melody of a held-out (test-split) chorale, all within
+``--minutes``: what the build leaves, less what evaluating and converting take, is
+measured into a number of training steps
 on this machine (so a run is reproducible once its steps are known). Every stage picks
 up what an earlier call left in the folder: a finished build is reused, an interrupted
 one resumed; a finished run is reused, or trained further when a call's budget fits
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 WINDOW = 64
 #: The generator and run that fit ~5 minutes on a 2-core CPU.
 MODEL = {"ngf": 32, "ndf": 32, "batch_size": 16, "lr": 5e-4, "dropout": 0.0}
-#: Seconds kept for evaluating on the test split and converting a chorale (~6 s on the
-#: 2-core development machine) and for what training adds to its steps (loading,
-#: checkpoints).
-RESERVE_SECONDS = 20
+#: Seconds kept for evaluating on the test split, writing the report with its audio and
+#: converting a chorale (~20 s on the 2-core development machine) and for what training
+#: adds to its steps (loading, checkpoints).
+RESERVE_SECONDS = 35
 #: Fewer steps than this teach the model little: the quickstart says so.
 FEW_STEPS = 300
 STATE = "quickstart.json"
@@ -195,6 +196,7 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
     Returns:
         The paths written and the evaluation's scores.
     """
+    from musicpairs.audio import write_audio
     from musicpairs.model.convert import convert
     from musicpairs.model.evaluate import evaluate, format_report
 
@@ -227,15 +229,22 @@ def quickstart(out: str | os.PathLike = "musicpairs-quickstart", *, minutes: flo
     state.update(minutes=max(minutes, state.get("minutes", 0)))
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     say("evaluate: the test split, against the baselines ...")
-    scores = evaluate(checkpoint, str(data), split="test", device=device, out=out / "eval")
+    scores = evaluate(checkpoint, str(data), split="test", device=device, out=out / "eval",
+                      report=True, examples=3)
     report = format_report(scores)
     song, melody = _held_out_chorale(data, out)
     converted = out / f"{melody.stem}-converted.mid"
     summary = convert(checkpoint, melody, converted, render=converted.with_suffix(".png"),
                       device=device)
+    audio = None
+    if not scores.get("report_audio_error"):
+        audio = write_audio(converted.read_bytes(), converted.with_suffix(".wav"))["audio"]
     return {"out": str(out), "dataset": str(data), "pairs": counts.get("pairs"),
             "checkpoint": str(checkpoint), "evaluation": scores, "report": report,
+            "report_html": scores["files"]["report"],
+            "audio_error": scores.get("report_audio_error"),
             "chorale": song, "input_midi": str(melody), "converted_midi": str(converted),
-            "converted_png": summary["render"], "generated_notes": summary["generated_notes"],
+            "converted_png": summary["render"], "converted_audio": audio,
+            "generated_notes": summary["generated_notes"],
             "seconds": time.perf_counter() - started}
 

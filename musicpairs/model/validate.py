@@ -187,14 +187,16 @@ class Validator:
     (``valid_tuned_frame_f1``, ``valid_tuned_onset_f1``). They are set as
     ``model.decode`` and saved with the checkpoint; ``evaluate`` and ``convert`` decode
     with them. The first ``examples`` pairs are written, decoded with them, to
-    ``samples/step-NNNNNNNN/<pair_id>.png`` (source, generated and real target) and
-    ``.mid`` (tracks ``source: <channel>`` and ``generated: <channel>``).
+    ``samples/step-NNNNNNNN/<pair_id>.png`` (source, generated and real target),
+    ``.mid`` (tracks ``source: <channel>`` and ``generated: <channel>``) and, when a
+    SoundFont is found (:mod:`musicpairs.audio`), ``.wav`` of that MIDI.
     """
 
     def __init__(self, stream: PairStream, meta: ShardMeta, folder: Path | None, *,
                  samples: int, examples: int = 0):
         self.stream, self.meta, self.folder = stream, meta, folder
         self.samples, self.examples = samples, examples if folder is not None else 0
+        self._told_no_audio = False
 
     @classmethod
     def for_run(cls, cfg: TrainConfig, meta: ShardMeta, run: Path) -> Validator | None:
@@ -252,9 +254,18 @@ class Validator:
 
     def write_examples(self, examples: list[tuple[dict[str, Any], np.ndarray]],
                        step: int, decode: dict[str, Any]) -> None:
+        from musicpairs.audio import AudioError, find_soundfont, write_audio
         from musicpairs.inspect import render_pair
-        from musicpairs.midi import write_midi
+        from musicpairs.midi import score_to_midi_bytes, write_midi
         from musicpairs.pairing import pair_to_score
+
+        try:
+            soundfont = find_soundfont()
+        except AudioError as e:
+            soundfont = None
+            if not self._told_no_audio:
+                self._told_no_audio = True
+                log.warning("samples without audio: %s", e)
 
         folder = self.folder / "samples" / f"step-{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -274,6 +285,9 @@ class Validator:
             score.tracks = [dataclasses.replace(t, name=t.name.replace("target:", "generated:", 1))
                             for t in score.tracks]
             write_midi(score, folder / f"{name}.mid")
+            if soundfont is not None:
+                write_audio(score_to_midi_bytes(score), folder / f"{name}.wav",
+                            soundfont=soundfont)
 
 
 def valid_stream(data: str, batch_size: int) -> PairStream | None:
