@@ -150,13 +150,13 @@ def test_report_opens_in_headless_chromium_with_every_image_and_audio_loaded(
     assert result.exit_code == 0, result.output
     page = out / "report.html"
     text = page.read_text()
-    # 2 examples x (source, real, run, empty, copy, retrieval) rolls and the curves;
-    # players for all but the empty baseline.
-    assert text.count("<img") == 2 * 6 + 1 and text.count("<audio") == 2 * 5
+    # 2 examples x (source, real, run, empty, copy, retrieval) rolls, each with a player,
+    # and the curves.
+    assert text.count("<img") == 2 * 6 + 1 and text.count("<audio") == 2 * 6
 
     shot = tmp_path / "report.png"
     state = open_page(page, shot)
     assert len(state["images"]) == 13 and all(c and w > 0 for c, w in state["images"])
-    assert len(state["audio"]) == 10
+    assert len(state["audio"]) == 12
     assert all(r >= 1 and e == 0 and d > 1 for r, e, d in state["audio"]), state["audio"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,6 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from musicpairs import audio
 from musicpairs.cli import main
 from musicpairs.midi import Notes, Score, TempoChange, TimeSignature, Track, read_midi, write_midi
 from musicpairs.model import load_checkpoint
@@ -265,7 +266,7 @@ def test_quickstart_end_to_end(tmp_path):
     state = open_page(report, tmp_path / "report.png")
     assert len(state["images"]) == 3 * 6 + 1  # 3 examples x 6 rolls, the curves
     assert all(complete and width > 0 for complete, width in state["images"])
-    assert len(state["audio"]) == 3 * 5  # all but the empty baseline
+    assert len(state["audio"]) == 3 * 6  # one under each roll
     assert all(ready >= 1 and not error for ready, error, _ in state["audio"])
     # The held-out chorale is in the test split, never in train.
     train_songs = {s for f in (out / "data" / "train").glob("*.parquet")
@@ -285,7 +286,7 @@ def test_quickstart_end_to_end(tmp_path):
     shutil.rmtree(out / "eval")
 
 
-def test_quickstart_plans_its_minutes_and_trains_further_with_more(tmp_path):
+def test_quickstart_plans_its_minutes_and_trains_further_with_more(tmp_path, monkeypatch):
     out = tmp_path / "qs"
     args = ("quickstart", "--out", str(out), "--limit", "10", "--ngf", "8", "--device", "cpu")
     first = invoke(*args, "--minutes", "0.5")
@@ -296,8 +297,15 @@ def test_quickstart_plans_its_minutes_and_trains_further_with_more(tmp_path):
     steps = load_checkpoint(out / "run" / "last.pt")["step"]
     state = json.loads((out / "quickstart.json").read_text())
     assert state["minutes"] == 0.5 and state["build_seconds"] > 0
+    # With no SoundFont: everything else made, the report without players, then one
+    # line saying what to install, and exit 1.
+    monkeypatch.delenv(audio.ENV, raising=False)
+    monkeypatch.setattr(audio, "SYSTEM_SOUNDFONTS", ("/nonexistent/GM.sf2",))
     second = invoke(*args, "--minutes", "0.8")
-    assert second.exit_code == 0, second.output
+    assert second.exit_code == 1, second.output
+    assert second.output.strip().splitlines()[-1] == f"Error: {audio.NO_SOUNDFONT}"
     assert "plan: 0.8 min in all: the dataset (built before)" in second.output
     assert f"({steps} done before)" in second.output
     assert load_checkpoint(out / "run" / "last.pt")["step"] > steps
+    assert "<audio" not in (out / "eval" / "report.html").read_text()
+    assert (out / "bach_bwv267-converted.mid").is_file()

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from musicpairs.errors import MusicpairsError
+
 
 @click.command()
 @click.option("--out", default="musicpairs-quickstart", show_default=True,
@@ -33,7 +35,13 @@ def quickstart(out, minutes, steps, limit, ngf, device, as_json) -> None:
                   say=say)
     if as_json:
         click.echo(json.dumps({k: v for k, v in summary.items() if k != "report"}))
-        return
+    else:
+        _say_summary(summary)
+    if summary["audio_error"]:  # said last, once everything else is written
+        raise MusicpairsError(summary["audio_error"])
+
+
+def _say_summary(summary: dict) -> None:
     click.echo("")
     click.echo(summary["report"])
     click.echo("")
@@ -43,7 +51,5 @@ def quickstart(out, minutes, steps, limit, ngf, device, as_json) -> None:
     if summary["converted_audio"]:
         click.echo(f"audio: {summary['converted_audio']}")
     click.echo(f"report: {summary['report_html']} (scores, examples with audio, curves)")
-    if summary["audio_error"]:  # everything else is written: a note, not a failure
-        click.echo(f"no audio: {summary['audio_error']}")
     click.echo(f"model: {summary['checkpoint']}; dataset: {summary['dataset']}; took "
                f"{summary['seconds'] / 60:.1f} min")

@@ -109,7 +109,7 @@ def write_report(result: dict[str, Any], meta: ShardMeta, shown: list[dict[str, 
     parts.append("<h2>Scores</h2>")
     parts.append(_table(["system", "kind", *[c for c, _ in OVERALL]],
                         [[name, s["kind"], *[_number(s["overall"].get(k)) for _, k in OVERALL]]
-                         for name, s in entries.items() if s["kind"] != "reference"]))
+                         for name, s in entries.items()]))
     for channel in meta.target_channels:
         parts.append(f"<h3>{html.escape(channel)}</h3>")
         parts.append(_table([channel, *[c for c, _ in CHANNEL]],
@@ -132,7 +132,7 @@ def write_report(result: dict[str, Any], meta: ShardMeta, shown: list[dict[str, 
             cell = (f"<figure><figcaption>{html.escape(name)}</figcaption>"
                     f"<img alt='{html.escape(name)} piano roll' "
                     f"src='{_data_uri('image/png', png)}'>")
-            if font is not None and name != "empty":
+            if font is not None:
                 # What one listens to: the source alone, or the source with a target.
                 target = (np.zeros_like(example["real"]) if name == "source"
                           else example[name])
