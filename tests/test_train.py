@@ -288,6 +288,11 @@ def test_errors(small_dataset, tmp_path):
     assert "no manifest.json" in fails("--data", str(tmp_path), "--out", str(tmp_path / "r"))
     assert "--data is required" in fails("--out", str(tmp_path / "r"))
     assert "nothing to resume" in fails("--out", str(tmp_path / "none"), "--resume")
+    old = tmp_path / "old"  # a run of a musicpairs before the reconstruction heads
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"data": str(small_dataset), "out": str(old),
+                                                 "lambda_l1": 100.0}))
+    assert "an older run cannot go on" in fails("--out", str(old), "--resume")
     run = tmp_path / "run"
     run_cli("--data", str(small_dataset), "--out", str(run), "--steps", "1",
             "--num-workers", "0", "--sample-count", "0", *TINY)

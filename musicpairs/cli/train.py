@@ -85,6 +85,7 @@ def train(ctx: click.Context, data, out, compile_, log_pair_ids, resume, as_json
 
     Several GPUs: torchrun --nproc_per_node N -m musicpairs train ...
     """
+    from musicpairs.model.rundir import read_run_config
     from musicpairs.model.train import train as run_training
 
     given = {name for name in ctx.params
@@ -95,7 +96,7 @@ def train(ctx: click.Context, data, out, compile_, log_pair_ids, resume, as_json
         saved = Path(out) / "config.json"
         if not saved.is_file():
             raise click.ClickException(f"{out}: nothing to resume (no config.json)")
-        values = json.loads(saved.read_text())
+        values = read_run_config(Path(out)).to_dict()
         values.update({k: v for k, v in options.items() if k in given})
         if data is not None:
             values["data"] = data

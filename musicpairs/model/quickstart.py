@@ -109,11 +109,11 @@ def _train(out: Path, data: Path, budget: tuple[float, float], steps: int | None
     seconds of the whole budget, seconds this call has left for training). A new run,
     the rest of an interrupted one, or more steps on a finished one."""
     from musicpairs.model.checkpoint import EXPORT, LAST, load_checkpoint
+    from musicpairs.model.rundir import read_run_config
     from musicpairs.model.train import train
 
     run = out / "run"
-    saved = (TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-             if (run / "config.json").is_file() else None)
+    saved = read_run_config(run) if (run / "config.json").is_file() else None
     done = int(load_checkpoint(run / LAST)["step"]) if (run / LAST).is_file() else 0
     cfg = saved or TrainConfig(data=str(data), out=str(run), steps=1, device=device,
                                num_workers=1, **model)

@@ -29,15 +29,13 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicpairs.config import RESUMABLE_CHANGES, TrainConfig
-from musicpairs.errors import MusicpairsError
+from musicpairs.config import TrainConfig
 from musicpairs.loader import PairLoader, PairStream
 from musicpairs.model.checkpoint import (
     LAST,
@@ -58,14 +56,11 @@ from musicpairs.model.rolls import (
     target_probabilities,
     to_unit,
 )
+from musicpairs.model.rundir import RunLogs, TrainError, prepare_run, truncate_log
 from musicpairs.model.validate import Validator
 from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
-
-
-class TrainError(MusicpairsError):
-    """A run cannot start or resume as asked."""
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
@@ -383,55 +378,6 @@ def _gather(obj: Any, world: int) -> list[Any]:
     return out
 
 
-def _check_resume(cfg: TrainConfig, run: Path) -> None:
-    saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    changed = [k for k, v in asdict(cfg).items()
-               if v != getattr(saved, k) and k not in RESUMABLE_CHANGES]
-    if changed:
-        raise TrainError(f"{run}: cannot resume with other {', '.join(changed)} than the "
-                         "run was started with (only " + ", ".join(sorted(RESUMABLE_CHANGES))
-                         + " may change)")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the lines a killed run wrote after its last checkpoint."""
-    if path.is_file():
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(kept))
-
-
-def prepare_run(cfg: TrainConfig, resume: bool) -> tuple[Path, bool]:
-    """Check the run folder: a new run needs it free of checkpoints, a resumed one a
-    compatible config.
-
-    A run stopped before its first checkpoint left a config and perhaps a few log lines
-    but nothing to continue from: ``--resume`` (with a compatible config) and a fresh
-    start both start it again from step 0.
-
-    Returns:
-        The run folder, and whether there is a checkpoint to resume from.
-    """
-    run = Path(cfg.out)
-    if resume:
-        if not (run / "config.json").is_file():
-            raise TrainError(f"{run}: nothing to resume (no config.json: no run started "
-                             "here)")
-        _check_resume(cfg, run)
-        if not (run / LAST).is_file():
-            log.info("%s: stopped before its first checkpoint; starting it again", run)
-            _truncate_log(run / "metrics.jsonl", -1)
-            _truncate_log(run / "pairs.jsonl", -1)
-            return run, False
-    elif (run / LAST).exists():
-        raise TrainError(f"{run}: holds a run already; pass --resume to continue it, or "
-                         "choose another --out")
-    elif (run / "config.json").exists():  # started, stopped before a checkpoint
-        _truncate_log(run / "metrics.jsonl", -1)
-        _truncate_log(run / "pairs.jsonl", -1)
-    return run, resume
-
-
 def train(cfg: TrainConfig, *, resume: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None,
           stop_at: float | None = None) -> dict[str, Any]:
@@ -482,7 +428,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
         loader.load_state_dict(state["ranks"][rank]["loader"])
         if writer:
             for name in ("metrics.jsonl", "pairs.jsonl"):
-                _truncate_log(run / name, step)
+                truncate_log(run / name, step)
         log.info("resumed %s at step %d of %d", run, step, total)
     elif writer:
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -493,7 +439,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
                  if model.discriminator is not None else 0, total, cfg.batch_size, world,
                  device)
     validator = Validator.for_run(cfg, stream.meta, run) if writer else None
-    logs = _Logs(run) if writer else None
+    logs = RunLogs(run) if writer else None
     if resume:  # last: nothing above may move the RNG of a resumed run
         set_rng_state(state["ranks"][rank]["rng"])
 
@@ -556,38 +502,6 @@ def train(cfg: TrainConfig, *, resume: bool = False,
         logs.close()
     return {"out": str(run), "step": step, "total_steps": total, "epoch": epoch,
             "seconds": time.perf_counter() - started, **last}
-
-
-class _Logs:
-    """metrics.jsonl / pairs.jsonl lines, and TensorBoard scalars when it is installed."""
-
-    def __init__(self, run: Path):
-        self.run = run
-        self.files: dict[str, Any] = {}
-        self.tb = None
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run / "tb"))
-
-    def write(self, name: str, record: dict[str, Any]) -> None:
-        if name not in self.files:
-            self.files[name] = (self.run / name).open("a")
-        f = self.files[name]
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        if self.tb is not None and name == "metrics.jsonl":
-            for key, value in record.items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                    self.tb.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 __all__ = ["Pix2Pix", "TrainError", "train"]
