@@ -262,7 +262,8 @@ def _read_symusic(data: bytes):
         # symusic keeps pitch and velocity as int8: a data byte > 127 comes out negative
         # (0.6 refuses it itself, "Get pitch=188"). Ticks stay int32 until the roll
         # needs int64.
-        _check_range(arr["pitch"], arr["velocity"])
+        if np.bitwise_or(arr["pitch"], arr["velocity"]).min() < 0:  # one pass, not four
+            _check_range(arr["pitch"], arr["velocity"])
         start = arr["time"]
         notes = Notes(start, np.add(start, arr["duration"]), arr["pitch"].view(np.uint8),
                       arr["velocity"].view(np.uint8))
