@@ -15,7 +15,9 @@ from musicpairs.model.rolls import (
     harmony_plane,
     model_input,
     probabilities,
+    shift_pitch,
     target_probabilities,
+    transposed_mean,
 )
 from musicpairs.model.unet import max_depth
 from musicpairs.roll import _paint, planes_to_notes
@@ -95,6 +97,35 @@ def test_harmony_plane_folds_pitch_classes_onto_every_octave():
     assert torch.nonzero(plane[:, 1]).flatten().tolist() == list(range(7, 128, 12))
     assert not plane[:, 3].any()
     assert model_input(source, True).shape == (1, 3, 128, 4)
+
+
+def test_transposed_mean_moves_each_answer_back():
+    source = torch.zeros(1, 2, 128, 3, dtype=torch.uint8)
+    source[0, 1, 60, 0] = 90
+    source[0, 1, 127, 1] = 90  # moved up, it falls off the top
+    up = shift_pitch(source, 2)
+    assert up[0, 1, 62, 0] == 90 and up[0, 1, :, 1].sum() == 0
+    assert torch.equal(shift_pitch(up, -2)[0, 1, :, 0], source[0, 1, :, 0])
+    assert shift_pitch(source, 0) is source
+
+    # A model that answers in the key it is asked in (here: the source's frames one
+    # octave down) gives the same answer averaged over keys, away from the ends.
+    def octave_down(x: torch.Tensor) -> torch.Tensor:
+        return shift_pitch(x[:, 1:2].float(), -12)
+
+    mean = transposed_mean(octave_down, source, 2)
+    assert torch.equal(mean[0, 0, :, 0], octave_down(source)[0, 0, :, 0])
+    assert transposed_mean(octave_down, source, 0).equal(octave_down(source))
+    # One that ignores its input is averaged with its answer moved: 1 of 5 keys at
+    # pitch 60 + s.
+    def constant(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], 1, 128, x.shape[-1])
+        out[:, :, 60] = 1
+        return out
+
+    mean = transposed_mean(constant, source, 2)[0, 0, :, 0]
+    assert torch.nonzero(mean).flatten().tolist() == [58, 59, 60, 61, 62]
+    assert torch.allclose(mean[58:63], torch.full((5,), 0.2))
 
 
 def test_target_probabilities_and_heads():

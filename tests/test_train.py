@@ -24,7 +24,7 @@ from musicpairs.loader import PairStream
 from musicpairs.model import CheckpointError, Pix2Pix, load_checkpoint, load_generator
 from musicpairs.model.evaluate import Generator
 from musicpairs.model.metrics import f1_scores
-from musicpairs.model.rolls import decode_probabilities
+from musicpairs.model.rolls import TRANSPOSITIONS, decode_probabilities
 
 TINY = ["--ngf", "4", "--ndf", "4", "--batch-size", "2", "--device", "cpu"]
 
@@ -80,13 +80,18 @@ def test_checkpoint_resume_and_reload(small_dataset, tmp_path):
     stream = PairStream(small_dataset, "valid", shuffle=False)
     counts, n = np.zeros(3, np.int64), 0
     for batch in PairStream(small_dataset, "valid", shuffle=False, batch_size=2):
-        sounding = model.probabilities(batch["source"])[:, 1::3] >= 0.5
+        sounding = model.probabilities(batch["source"], 0)[:, 1::3] >= 0.5
         truth = batch["target"][:, 1::2] > 0
         tp = int((sounding & truth).sum())
         counts += (tp, int(sounding.sum()) - tp, int(truth.sum()) - tp)
         n += len(batch["pair_id"])
     assert n == len(stream)
     assert f1_scores(counts)["f1"] == evals[-1]["valid_frame_f1"]
+    # Decoding reads G averaged over as many transpositions as were tuned with.
+    k = state["decode"]["transpositions"]
+    assert k in TRANSPOSITIONS and evals[-1]["valid_transpositions"] == k
+    assert torch.equal(model.probabilities(batch["source"]),
+                       model.probabilities(batch["source"], k))
 
     # --resume continues the step count (and may lengthen the run).
     summary = run_cli("--out", str(run), "--resume", "--steps", "6")

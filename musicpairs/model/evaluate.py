@@ -34,7 +34,13 @@ from musicpairs.errors import MusicpairsError
 from musicpairs.loader import PairStream
 from musicpairs.model.checkpoint import load_generator
 from musicpairs.model.metrics import ScoreSheet, bar_chroma
-from musicpairs.model.rolls import decode_probabilities, model_input, probabilities
+from musicpairs.model.rolls import (
+    decode_probabilities,
+    decode_transpositions,
+    model_input,
+    probabilities,
+    transposed_mean,
+)
 from musicpairs.model.validate import Validator, valid_stream
 from musicpairs.roll import FRAME
 from musicpairs.shards import ShardMeta
@@ -79,11 +85,20 @@ class Generator:
         Validator(stream, self.meta, None, samples=samples).run(self, self.step)
 
     @torch.no_grad()
-    def probabilities(self, source: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, source: torch.Tensor,
+                      transpositions: int | None = None) -> torch.Tensor:
         """uint8 sources (B, Cs, 128, W) -> onset, frame and velocity planes per target
-        channel (B, 3C, 128, W), in [0, 1]."""
-        x = model_input(source.to(self.device), self.cfg.harmony)
-        return probabilities(self.generator(x), self.cfg.recon)
+        channel (B, 3C, 128, W), in [0, 1]: G's, averaged over ``transpositions``
+        semitones each way (:func:`~musicpairs.model.rolls.transposed_mean`; None: as
+        many as the decoding settings were tuned with)."""
+        if transpositions is None:
+            transpositions = decode_transpositions(self.decode)
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            return probabilities(self.generator(model_input(x, self.cfg.harmony)),
+                                 self.cfg.recon)
+
+        return transposed_mean(predict, source.to(self.device), transpositions)
 
     def convert(self, source: np.ndarray) -> np.ndarray:
         """uint8 sources (B, Cs, 128, W) -> decoded uint8 target planes (B, Ct, 128, W)."""
@@ -369,7 +384,9 @@ def format_report(result: dict[str, Any]) -> str:
         if s["kind"] == "model":
             how = ("tuned now on the valid split" if s["thresholds_tuned_now"]
                    else f"from the checkpoint (valid, step {s['thresholds']['step']})")
-            lines.append(f"{name}: {s['description']}; decoding {how}: " + ", ".join(
+            k = decode_transpositions(s["thresholds"])
+            mean = f"G averaged over the source transposed -{k}..{k} semitones; " if k else ""
+            lines.append(f"{name}: {s['description']}; decoding {how}: {mean}" + ", ".join(
                 describe_decoding(c, t) for c, t in
                 zip(next(iter(systems.values()))["channels"], s["thresholds"]["channels"],
                     strict=True)))

@@ -22,10 +22,15 @@ where an onset peak of its pitch reaches the restrike threshold, sounds only amo
 ``max_voices`` likeliest pitches of a step and within the pitch range the training
 targets used, and carries the velocity predicted at its start. The result is planes
 that follow the data contract, so they decode to notes and MIDI exactly.
+
+The probabilities decoded may be the mean of G's over the source transposed by -k..k
+semitones, each moved back (:func:`transposed_mean`; test-time augmentation): k is tuned
+on the valid split with the thresholds, among :data:`TRANSPOSITIONS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,12 +46,15 @@ DEFAULT_DECODE = {"onset_threshold": 0.5, "frame_threshold": 0.5, "min_steps": 1
                   "max_voices": None, "restrike_threshold": None}
 #: The values each decoding setting is tuned over on the valid split.
 DECODE_GRID = {
-    "onset_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95),
-    "frame_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
+    "onset_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.98),
+    "frame_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
     "restrike_threshold": (None, 0.9, 0.95, 0.98, 0.99),
     "max_voices": (None, 2, 3, 4, 6, 8),
     "min_steps": (1, 2, 3),
 }
+
+#: The k of :func:`transposed_mean` that decoding is tuned over (0: G's own output).
+TRANSPOSITIONS = (0, 2)
 
 
 def head_planes(recon: str) -> int:
@@ -101,6 +109,36 @@ def probabilities(raw: torch.Tensor, recon: str) -> torch.Tensor:
     pair = unit.view(b, planes // 2, 2, h, w)
     return torch.stack([pair[:, :, ONSET], pair[:, :, FRAME], pair[:, :, FRAME]], 2).view(
         b, -1, h, w)
+
+
+def shift_pitch(rolls: torch.Tensor, semitones: int) -> torch.Tensor:
+    """Rolls (..., 128, W) moved up ``semitones`` (down when negative) on the pitch axis;
+    what moves past either end is dropped, and silence fills in."""
+    if semitones == 0:
+        return rolls
+    out = torch.zeros_like(rolls)
+    if semitones > 0:
+        out[..., semitones:, :] = rolls[..., :-semitones, :]
+    else:
+        out[..., :semitones, :] = rolls[..., -semitones:, :]
+    return out
+
+
+def transposed_mean(predict: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor,
+                    k: int) -> torch.Tensor:
+    """The mean over s in -k..k of ``predict`` of the source moved up s semitones, moved
+    back down s: G's answer averaged over 2k + 1 keys (``predict(source)`` when k is 0).
+
+    Args:
+        predict: uint8 sources (B, Cs, 128, W) -> planes (B, P, 128, W).
+        source: uint8 (B, Cs, 128, W).
+        k: Semitones each way.
+    """
+    total = None
+    for s in range(-k, k + 1):
+        p = shift_pitch(predict(shift_pitch(source, s)), -s)
+        total = p if total is None else total + p
+    return total / (2 * k + 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -177,6 +215,11 @@ def decode_channel(onset: np.ndarray, frame: np.ndarray, velocity: np.ndarray, *
     onset_cells[..., 0] &= struck[..., 0]  # a note sounding from before has no onset
     out[..., ONSET, :, :] = np.where(onset_cells, value, 0)
     return out
+
+
+def decode_transpositions(decode: dict[str, Any] | None) -> int:
+    """The k of :func:`transposed_mean` a checkpoint's ``decode`` entry was tuned with."""
+    return int((decode or {}).get("transpositions", 0))
 
 
 def channel_settings(decode: dict[str, Any] | None, channels: int) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ from musicpairs.model.rolls import (
     probabilities,
     target_probabilities,
     to_unit,
+    transposed_mean,
 )
 from musicpairs.model.rundir import RunLogs, TrainError, prepare_run, truncate_log
 from musicpairs.model.validate import Validator
@@ -188,12 +189,16 @@ class Pix2Pix:
         """What is evaluated and exported: the moving average of G, or G."""
         return self.ema if self.ema is not None else self.generator
 
-    def probabilities(self, source: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, source: torch.Tensor, transpositions: int = 0) -> torch.Tensor:
         """uint8 sources -> (B, 3C, 128, W) float probabilities of the evaluated G (call
-        it in eval mode, without gradients)."""
-        with self.autocast():
-            raw = self.inference_generator(self.inputs(source))
-        return probabilities(raw, self.cfg.recon)
+        it in eval mode, without gradients), averaged over ``transpositions`` semitones
+        each way (:func:`~musicpairs.model.rolls.transposed_mean`)."""
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with self.autocast():
+                raw = self.inference_generator(self.inputs(x))
+            return probabilities(raw, self.cfg.recon)
+
+        return transposed_mean(predict, source, transpositions)
 
     def pitch_ranges(self) -> list[list[int] | None]:
         """Per target channel, [lowest, highest] pitch the training targets sounded so
