@@ -96,6 +96,10 @@ class TrainConfig(_DictConfig):
             themselves (which no real roll has: D tells them apart at once).
         harmony: Give G one more input plane: the source's pitch classes at each step,
             folded across octaves and laid on every octave.
+        pitch_rows: ``LO:HI``, the pitches G and D work on (LO included, HI not; the
+            harmony plane still folds every source pitch). Notes outside are neither
+            learned nor generated; a range of 64 rows halves a step's work against
+            all 128. Its length must be a multiple of ``2**depth``.
         ema: Decay of the exponential moving average of G's weights that is evaluated,
             exported and converted with (0: none; the decay is ``min(ema, (1 + step) /
             (10 + step))``, so a short run is not dominated by its first weights).
@@ -136,6 +140,7 @@ class TrainConfig(_DictConfig):
     lambda_recon: float = 100.0
     recon_weighting: str = "balanced"
     harmony: bool = True
+    pitch_rows: str = "0:128"
     ema: float = 0.999
     d_sees: str = "samples"
     lr: float = 2e-4
@@ -152,6 +157,16 @@ class TrainConfig(_DictConfig):
     log_every: int = 50
     log_pair_ids: bool = False
     seed: int = 0
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """``pitch_rows`` as (LO, HI)."""
+        try:
+            lo, hi = (int(x) for x in str(self.pitch_rows).split(":"))
+        except ValueError:
+            raise ValueError(f"pitch_rows must be LO:HI (e.g. 28:92), got "
+                             f"{self.pitch_rows!r}") from None
+        return lo, hi
 
     def __post_init__(self):
         choices = {"amp": ("auto", "bf16", "fp16", "off"), "norm": ("batch", "instance"),
@@ -171,6 +186,10 @@ class TrainConfig(_DictConfig):
             raise ValueError(f"steps must be >= 1, got {self.steps!r}")
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be >= 1, got {self.depth!r}")
+        lo, hi = self.rows
+        if not 0 <= lo < hi <= 128:
+            raise ValueError(f"pitch_rows must be LO:HI with 0 <= LO < HI <= 128, got "
+                             f"{self.pitch_rows!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not 0 <= self.decay_start <= 1 or not 0 <= self.dropout < 1:

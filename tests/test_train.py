@@ -24,7 +24,7 @@ from musicpairs.loader import PairStream
 from musicpairs.model import CheckpointError, Pix2Pix, load_checkpoint, load_generator
 from musicpairs.model.evaluate import Generator
 from musicpairs.model.metrics import f1_scores
-from musicpairs.model.rolls import TRANSPOSITIONS, decode_probabilities
+from musicpairs.model.rolls import TRANSPOSITIONS, decode_probabilities, model_input
 
 TINY = ["--ngf", "4", "--ndf", "4", "--batch-size", "2", "--device", "cpu"]
 
@@ -255,6 +255,33 @@ def test_no_lit_borders(small_dataset):
     most = int((target[:, 1] > 0).sum(dim=1).max())
     assert voices[:, 0].max() <= most and voices[:, -1].max() <= most
     assert not planes[:, :, :8].any() and not planes[:, :, -8:].any()
+
+
+def test_pitch_rows_are_all_g_sees_and_all_it_generates(small_dataset, tmp_path):
+    """With ``pitch_rows`` 32:96, G works on 64 rows and still learns the 8 pairs (all
+    their notes lie there); what it gives back has all 128 rows, silent outside."""
+    batch = next(iter(PairStream(small_dataset, "train", shuffle=False, batch_size=8)))
+    assert not batch["target"][:, :, :32].any() and not batch["target"][:, :, 96:].any()
+    _, last, probs, target = _learn_eight_pairs(small_dataset, 600, pitch_rows="32:96")
+    scores = _frame_scores(probs, target)
+    assert probs.shape[-2] == 128 and scores["f1"] > 0.95, scores
+    assert not probs[:, :, :32].any() and not probs[:, :, 96:].any()
+
+    run = tmp_path / "rows"
+    run_cli("--data", str(small_dataset), "--out", str(run), "--steps", "2",
+            "--pitch-rows", "32:96", "--num-workers", "0", "--sample-count", "0", *TINY)
+    model = Generator(run / "generator.pt")
+    assert model.generator.down[0][0].weight.shape[1] == 3  # melody planes + harmony
+    x = model_input(batch["source"], True, model.cfg.rows)
+    assert x.shape[-2] == 64
+    probs = model.probabilities(batch["source"], 0)
+    assert probs.shape == (8, 3, 128, batch["source"].shape[-1])
+    assert not probs[:, :, :32].any() and not probs[:, :, 96:].any()
+    lo, hi = model.pitch_ranges()[0]
+    assert 32 <= lo <= hi < 96
+    for bad in ("32-96", "0:200", "96:32"):
+        with pytest.raises(ValueError, match="pitch_rows"):
+            TrainConfig(data="d", out="o", pitch_rows=bad)
 
 
 # fp16: the scaler skips a first step that overflows, and torch warns that the

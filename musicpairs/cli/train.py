@@ -40,6 +40,9 @@ _OPTIONS = [
      "What D sees of G's notes: a roll drawn from its probabilities, or them."),
     ("--harmony/--no-harmony", "harmony", bool,
      "Give G the source's pitch classes on every octave as one more plane."),
+    ("--pitch-rows", "pitch_rows", str,
+     "LO:HI, the pitches G works on (HI excluded); notes outside are neither learned "
+     "nor generated."),
     ("--ema", "ema", float, "Decay of G's weight average that is evaluated (0: none)."),
     ("--lr", "lr", float, "Adam learning rate."),
     ("--beta1", "beta1", float, "Adam beta1."),

@@ -39,10 +39,11 @@ class CheckpointError(MusicpairsError):
 
 
 def generator_for(cfg: TrainConfig, meta: ShardMeta) -> UNet:
-    """The U-Net for a dataset's shapes: source planes (and the harmony plane) in, the
-    reconstruction's heads per target channel out."""
-    cs, height, width = meta.source_shape
-    depth = cfg.depth or max_depth(height, width)
+    """The U-Net for a dataset's shapes and the run's pitch rows: source planes (and the
+    harmony plane) in, the reconstruction's heads per target channel out."""
+    cs, _, width = meta.source_shape
+    lo, hi = cfg.rows
+    depth = cfg.depth or max_depth(hi - lo, width)
     channels = meta.target_shape[0] // 2
     return UNet(input_planes(cs, cfg.harmony), head_planes(cfg.recon) * channels,
                 ngf=cfg.ngf, depth=depth, norm=cfg.norm, dropout=cfg.dropout)

@@ -35,6 +35,7 @@ from musicpairs.loader import PairStream
 from musicpairs.model.checkpoint import load_generator
 from musicpairs.model.metrics import ScoreSheet, bar_chroma
 from musicpairs.model.rolls import (
+    all_rows,
     decode_probabilities,
     decode_transpositions,
     model_input,
@@ -95,8 +96,8 @@ class Generator:
             transpositions = decode_transpositions(self.decode)
 
         def predict(x: torch.Tensor) -> torch.Tensor:
-            return probabilities(self.generator(model_input(x, self.cfg.harmony)),
-                                 self.cfg.recon)
+            raw = self.generator(model_input(x, self.cfg.harmony, self.cfg.rows))
+            return all_rows(probabilities(raw, self.cfg.recon), self.cfg.rows)
 
         return transposed_mean(predict, source.to(self.device), transpositions)
 

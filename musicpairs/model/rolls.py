@@ -79,10 +79,24 @@ def harmony_plane(source: torch.Tensor) -> torch.Tensor:
     return chroma.repeat(1, 11, 1)[:, :128].unsqueeze(1).float()
 
 
-def model_input(source: torch.Tensor, harmony: bool) -> torch.Tensor:
-    """uint8 sources (B, Cs, 128, W) -> what G sees: (B, Cs [+ 1], 128, W) in [0, 1]."""
-    x = to_unit(source)
-    return torch.cat([x, harmony_plane(source)], 1) if harmony else x
+def model_input(source: torch.Tensor, harmony: bool,
+                rows: tuple[int, int] = (0, 128)) -> torch.Tensor:
+    """uint8 sources (B, Cs, 128, W) -> what G sees: (B, Cs [+ 1], HI - LO, W) in [0, 1],
+    the pitch ``rows`` LO:HI of the source planes and of the harmony plane (which folds
+    every source pitch, inside the rows or not)."""
+    lo, hi = rows
+    x = to_unit(source[..., lo:hi, :])
+    return torch.cat([x, harmony_plane(source)[..., lo:hi, :]], 1) if harmony else x
+
+
+def all_rows(planes: torch.Tensor, rows: tuple[int, int]) -> torch.Tensor:
+    """Planes (B, P, HI - LO, W) of the pitch ``rows`` LO:HI -> (B, P, 128, W), 0 outside."""
+    lo, hi = rows
+    if (lo, hi) == (0, 128):
+        return planes
+    out = planes.new_zeros(*planes.shape[:-2], 128, planes.shape[-1])
+    out[..., lo:hi, :] = planes
+    return out
 
 
 def input_planes(source_planes: int, harmony: bool) -> int:

@@ -51,6 +51,7 @@ from musicpairs.model.rolls import (
     FRAME_P,
     PLANES,
     VELOCITY,
+    all_rows,
     model_input,
     probabilities,
     target_probabilities,
@@ -174,10 +175,10 @@ class Pix2Pix:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def inputs(self, source: torch.Tensor) -> torch.Tensor:
-        """uint8 sources (B, Cs, 128, W) -> G's input on the device (copied as uint8: a
-        quarter of the bytes of float)."""
+        """uint8 sources (B, Cs, 128, W) -> G's input on the device, (B, Cs [+1], rows,
+        W) (copied as uint8: a quarter of the bytes of float)."""
         return self._layout(model_input(source.to(self.device, non_blocking=True),
-                                        self.cfg.harmony))
+                                        self.cfg.harmony, self.cfg.rows))
 
     def autocast(self):
         if self.dtype is None:
@@ -196,7 +197,7 @@ class Pix2Pix:
         def predict(x: torch.Tensor) -> torch.Tensor:
             with self.autocast():
                 raw = self.inference_generator(self.inputs(x))
-            return probabilities(raw, self.cfg.recon)
+            return all_rows(probabilities(raw, self.cfg.recon), self.cfg.rows)
 
         return transposed_mean(predict, source, transpositions)
 
@@ -288,12 +289,13 @@ class Pix2Pix:
             Detached scalar losses on the device (``loss_d``, ``loss_g_gan`` only with
             D; ``loss_g_recon`` always: the reconstruction term before lambda).
         """
-        x = self.inputs(source)  # (B, Cs [+1], 128, W)
-        y = target.to(self.device, non_blocking=True)  # (B, Ct, 128, W) uint8
-        self.pitches |= (target[:, 1::2] > 0).any(dim=-1).any(dim=0)
+        lo, hi = self.cfg.rows
+        x = self.inputs(source)  # (B, Cs [+1], rows, W)
+        y = target[..., lo:hi, :].to(self.device, non_blocking=True)  # (B, Ct, rows, W)
+        self.pitches[:, lo:hi] |= (target[:, 1::2, lo:hi] > 0).any(dim=-1).any(dim=0)
         losses = {}
         with self.autocast():
-            fake = self.g_step(x)  # (B, heads * C, 128, W)
+            fake = self.g_step(x)  # (B, heads * C, rows, W)
         if self.discriminator is not None:
             self.discriminator.requires_grad_(True)
             self.opt_d.zero_grad(set_to_none=True)
