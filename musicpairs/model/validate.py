@@ -194,10 +194,9 @@ class Validator:
     (:func:`tune_decoding`), once on G's own probabilities and once on their mean over
     the source transposed -2..2 semitones (:data:`~musicpairs.model.rolls.
     TRANSPOSITIONS`), keeps the better, and reports the frame and onset F1 it reaches
-    (``valid_tuned_frame_f1``, ``valid_tuned_onset_f1``, ``valid_transpositions``). They
-    are set as
-    ``model.decode`` and saved with the checkpoint; ``evaluate`` and ``convert`` decode
-    with them. The first ``examples`` pairs are written, decoded with them, to
+    (``valid_tuned_frame_f1``, ``valid_tuned_onset_f1``, ``valid_transpositions``). The
+    settings are set as ``model.decode`` and saved with the checkpoint; ``evaluate`` and
+    ``convert`` decode with them. The first ``examples`` pairs are written, decoded with them, to
     ``samples/step-NNNNNNNN/<pair_id>.png`` (source, generated and real target),
     ``.mid`` (tracks ``source: <channel>`` and ``generated: <channel>``) and, when a
     SoundFont is found (:mod:`musicpairs.audio`), ``.wav`` of that MIDI.
@@ -256,16 +255,15 @@ class Validator:
         fixed = f1_scores((tp, int(np.count_nonzero(frame_p)) - tp,
                            int(np.count_nonzero(truth)) - tp))
         qualified_steps = max(1, self.meta.steps_per_beat // 2)
-        tuned = {k: tune_decoding(own if k == 0 else np.concatenate(probs[k]), real,
-                                  model.pitch_ranges(), qualified_steps=qualified_steps)
-                 for k in TRANSPOSITIONS}
+        every = {k: own if k == 0 else np.concatenate(probs[k]) for k in TRANSPOSITIONS}
+        tuned = {k: tune_decoding(p, real, model.pitch_ranges(),
+                                  qualified_steps=qualified_steps) for k, p in every.items()}
         # max() keeps the first of equals: G's own output unless averaging scores better.
         best = max(TRANSPOSITIONS, key=lambda k: _rank(tuned[k]))
         model.decode = {"step": step, "samples": seen, "transpositions": best,
                         "channels": tuned[best]}
         if rows:
-            chosen = own if best == 0 else np.concatenate(probs[best])
-            self.write_examples([(row, chosen[i].astype(np.float32) / _LEVELS)
+            self.write_examples([(row, every[best][i].astype(np.float32) / _LEVELS)
                                  for i, row in enumerate(rows)], step, model.decode)
         tuned_counts = np.sum([c["frame_counts"] for c in tuned[best]], axis=0)
         return {**{f"valid_frame_{k}": v for k, v in fixed.items()},
