@@ -99,7 +99,8 @@ class TrainConfig(_DictConfig):
         pitch_rows: ``LO:HI``, the pitches G and D work on (LO included, HI not; the
             harmony plane still folds every source pitch). Notes outside are neither
             learned nor generated; a range of 64 rows halves a step's work against
-            all 128. Its length must be a multiple of ``2**depth``.
+            all 128. G takes as many levels as its length allows (with ``depth``
+            given, it must be a multiple of ``2**depth``).
         ema: Decay of the exponential moving average of G's weights that is evaluated,
             exported and converted with (0: none; the decay is ``min(ema, (1 + step) /
             (10 + step))``, so a short run is not dominated by its first weights).
