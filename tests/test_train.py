@@ -129,8 +129,11 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(small_dataset, tmp_path):
     args = ["--data", str(small_dataset), "--out", str(run), "--checkpoint-every", "3",
             "--eval-every", "0", "--sample-count", "0", "--num-workers", "2",
             "--log-pair-ids", *TINY]
+    # Ctrl-C as a terminal sends it, even where this test runs with SIGINT ignored (a
+    # background job of a shell without job control: the child would inherit that).
     process = subprocess.Popen(_train_command(*args, "--steps", "100000"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -347,8 +350,11 @@ def test_ctrl_c_before_the_first_checkpoint_then_resume_or_start_again(small_dat
     args = ["--data", str(small_dataset), "--out", str(run), "--checkpoint-every", "100000",
             "--eval-every", "0", "--sample-count", "0", "--num-workers", "0",
             "--log-every", "1", *TINY]
+    # Ctrl-C as a terminal sends it, even where this test runs with SIGINT ignored (a
+    # background job of a shell without job control: the child would inherit that).
     process = subprocess.Popen(_train_command(*args, "--steps", "100000"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (run / "metrics.jsonl").is_file() or not lines(run / "metrics.jsonl"):
@@ -357,7 +363,11 @@ def test_ctrl_c_before_the_first_checkpoint_then_resume_or_start_again(small_dat
             time.sleep(0.02)
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
     assert not (run / "last.pt").exists() and (run / "config.json").is_file()
     done = subprocess.run(_train_command("--out", str(run), "--resume", "--steps", "3"),
                           capture_output=True, text=True)
