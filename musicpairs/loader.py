@@ -330,8 +330,8 @@ class PairStream(IterableDataset):
         high = min(self.transpose, 127 - int(pitches[-1]))
         k = low + min(int(u * (high - low + 1)), high - low)
         if k:
-            sample["source"] = _shift(src, k, self._source_pitched)
-            sample["target"] = _shift(tgt, k, self._target_pitched)
+            sample["source"] = shift_pitches(src, k, self._source_pitched)
+            sample["target"] = shift_pitches(tgt, k, self._target_pitched)
 
     # ----------------------------------------------------------------------------------
     # Resuming (in the main process; with workers, PairLoader keeps the count)
@@ -375,17 +375,28 @@ def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
     return torch.empty(shape, dtype=torch.uint8)
 
 
-def _shift(rolls: torch.Tensor, k: int, pitched: np.ndarray) -> torch.Tensor:
-    """rolls [C, 128, W] with the pitched channels moved k semitones (nothing wraps)."""
-    out = rolls.clone()
-    rows = torch.from_numpy(np.flatnonzero(pitched))
-    part = rolls[rows]
+def shift_pitches(rolls: torch.Tensor, k: int, pitched: np.ndarray | None = None
+                  ) -> torch.Tensor:
+    """Rolls (..., C, 128, W) with their pitched channels moved up k semitones (down when
+    negative); nothing wraps: what moves past either end is dropped, silence fills in.
+
+    Args:
+        pitched: bool [C], the channels that move (drums do not); None: all of them.
+    """
+    if k == 0:
+        return rolls
+    rows = (slice(None) if pitched is None
+            else torch.from_numpy(np.flatnonzero(pitched)).to(rolls.device))
+    part = rolls[..., rows, :, :]
     moved = torch.zeros_like(part)
     if k > 0:
-        moved[:, k:] = part[:, :-k]
+        moved[..., k:, :] = part[..., :-k, :]
     else:
-        moved[:, :k] = part[:, -k:]
-    out[rows] = moved
+        moved[..., :k, :] = part[..., -k:, :]
+    if pitched is None:
+        return moved
+    out = rolls.clone()
+    out[..., rows, :, :] = moved
     return out
 
 

@@ -155,12 +155,12 @@ def test_transpose_moves_source_and_target_together_without_wrapping(small_datas
 
 
 def test_transpose_never_pushes_notes_off_the_range():
-    from musicpairs.loader import _shift
+    from musicpairs.loader import shift_pitches
 
     rolls = torch.zeros((2, 128, 8), dtype=torch.uint8)
     rolls[:, 125, 0] = 90
     pitched = np.array([True, True])
-    up = _shift(rolls, 2, pitched)
+    up = shift_pitches(rolls, 2, pitched)
     assert up[:, 127, 0].tolist() == [90, 90] and int(up.sum()) == int(rolls.sum())
 
 

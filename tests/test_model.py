@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from musicpairs.loader import shift_pitches
 from musicpairs.model import PatchGAN, UNet
 from musicpairs.model.metrics import f1_scores
 from musicpairs.model.rolls import (
@@ -14,8 +15,8 @@ from musicpairs.model.rolls import (
     decode_probabilities,
     harmony_plane,
     model_input,
+    pitched_planes,
     probabilities,
-    shift_pitch,
     target_probabilities,
     transposed_mean,
 )
@@ -103,15 +104,22 @@ def test_transposed_mean_moves_each_answer_back():
     source = torch.zeros(1, 2, 128, 3, dtype=torch.uint8)
     source[0, 1, 60, 0] = 90
     source[0, 1, 127, 1] = 90  # moved up, it falls off the top
-    up = shift_pitch(source, 2)
+    up = shift_pitches(source, 2)
     assert up[0, 1, 62, 0] == 90 and up[0, 1, :, 1].sum() == 0
-    assert torch.equal(shift_pitch(up, -2)[0, 1, :, 0], source[0, 1, :, 0])
-    assert shift_pitch(source, 0) is source
+    assert torch.equal(shift_pitches(up, -2)[0, 1, :, 0], source[0, 1, :, 0])
+    assert shift_pitches(source, 0) is source
+    # Drum planes hold instruments: a transposition leaves them where they are.
+    drums = torch.zeros(1, 4, 128, 3, dtype=torch.uint8)
+    drums[0, :, 36, 0] = 90
+    mask = pitched_planes(("melody", "drums"), 2)
+    assert mask.tolist() == [True, True, False, False]
+    moved = shift_pitches(drums, 3, mask)
+    assert moved[0, :2, 39, 0].tolist() == [90, 90] and moved[0, 2:, 36, 0].tolist() == [90, 90]
 
     # A model that answers in the key it is asked in (here: the source's frames one
     # octave down) gives the same answer averaged over keys, away from the ends.
     def octave_down(x: torch.Tensor) -> torch.Tensor:
-        return shift_pitch(x[:, 1:2].float(), -12)
+        return shift_pitches(x[:, 1:2].float(), -12)
 
     mean = transposed_mean(octave_down, source, 2)
     assert torch.equal(mean[0, 0, :, 0], octave_down(source)[0, 0, :, 0])

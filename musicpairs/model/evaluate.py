@@ -35,10 +35,12 @@ from musicpairs.loader import PairStream
 from musicpairs.model.checkpoint import load_generator
 from musicpairs.model.metrics import ScoreSheet, bar_chroma
 from musicpairs.model.rolls import (
+    PLANES,
     all_rows,
     decode_probabilities,
     decode_transpositions,
     model_input,
+    pitched_planes,
     probabilities,
     transposed_mean,
 )
@@ -99,7 +101,9 @@ class Generator:
             raw = self.generator(model_input(x, self.cfg.harmony, self.cfg.rows))
             return all_rows(probabilities(raw, self.cfg.recon), self.cfg.rows)
 
-        return transposed_mean(predict, source.to(self.device), transpositions)
+        return transposed_mean(predict, source.to(self.device), transpositions,
+                               pitched_planes(self.meta.source_channels, 2),
+                               pitched_planes(self.meta.target_channels, PLANES))
 
     def convert(self, source: np.ndarray) -> np.ndarray:
         """uint8 sources (B, Cs, 128, W) -> decoded uint8 target planes (B, Ct, 128, W)."""

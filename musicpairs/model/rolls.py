@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from musicpairs.loader import shift_pitches
 from musicpairs.roll import FRAME, ONSET
 
 #: Planes per target channel in :func:`probabilities`' output.
@@ -125,21 +126,15 @@ def probabilities(raw: torch.Tensor, recon: str) -> torch.Tensor:
         b, -1, h, w)
 
 
-def shift_pitch(rolls: torch.Tensor, semitones: int) -> torch.Tensor:
-    """Rolls (..., 128, W) moved up ``semitones`` (down when negative) on the pitch axis;
-    what moves past either end is dropped, and silence fills in."""
-    if semitones == 0:
-        return rolls
-    out = torch.zeros_like(rolls)
-    if semitones > 0:
-        out[..., semitones:, :] = rolls[..., :-semitones, :]
-    else:
-        out[..., :semitones, :] = rolls[..., -semitones:, :]
-    return out
+def pitched_planes(channels: tuple[str, ...], planes: int) -> np.ndarray:
+    """bool [planes * len(channels)]: which planes hold pitches (a drum channel's hold
+    instruments, which a transposition must not move)."""
+    return np.repeat([c != "drums" for c in channels], planes)
 
 
 def transposed_mean(predict: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor,
-                    k: int) -> torch.Tensor:
+                    k: int, source_pitched: np.ndarray | None = None,
+                    output_pitched: np.ndarray | None = None) -> torch.Tensor:
     """The mean over s in -k..k of ``predict`` of the source moved up s semitones, moved
     back down s: G's answer averaged over 2k + 1 keys (``predict(source)`` when k is 0).
 
@@ -147,10 +142,13 @@ def transposed_mean(predict: Callable[[torch.Tensor], torch.Tensor], source: tor
         predict: uint8 sources (B, Cs, 128, W) -> planes (B, P, 128, W).
         source: uint8 (B, Cs, 128, W).
         k: Semitones each way.
+        source_pitched, output_pitched: bool [Cs] and [P], the planes that move
+            (:func:`pitched_planes`; drums stay); None: all.
     """
     total = None
     for s in range(-k, k + 1):
-        p = shift_pitch(predict(shift_pitch(source, s)), -s)
+        p = shift_pitches(predict(shift_pitches(source, s, source_pitched)), -s,
+                          output_pitched)
         total = p if total is None else total + p
     return total / (2 * k + 1)
 

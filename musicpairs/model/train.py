@@ -53,6 +53,7 @@ from musicpairs.model.rolls import (
     VELOCITY,
     all_rows,
     model_input,
+    pitched_planes,
     probabilities,
     target_probabilities,
     to_unit,
@@ -199,7 +200,9 @@ class Pix2Pix:
                 raw = self.inference_generator(self.inputs(x))
             return all_rows(probabilities(raw, self.cfg.recon), self.cfg.rows)
 
-        return transposed_mean(predict, source, transpositions)
+        return transposed_mean(predict, source, transpositions,
+                               pitched_planes(self.meta.source_channels, 2),
+                               pitched_planes(self.meta.target_channels, PLANES))
 
     def pitch_ranges(self) -> list[list[int] | None]:
         """Per target channel, [lowest, highest] pitch the training targets sounded so
