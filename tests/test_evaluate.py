@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from musicpairs import audio
 from musicpairs.cli import main
+from musicpairs.loader import PairStream
 from musicpairs.midi import Notes, Score, TempoChange, TimeSignature, Track, read_midi, write_midi
 from musicpairs.model import load_checkpoint
 
@@ -172,6 +173,85 @@ def test_convert_keeps_tempo_meter_and_melody(run, song, tmp_path):
     assert "from track " + str(bass) + " Bass" in result.output
     names = [t.name for t in read_midi(out).tracks]
     assert sorted(names) == ["Bass", "accompaniment"]
+
+
+def test_pack_halves_the_export_and_converts_alike(run, small_dataset, song, tmp_path):
+    from musicpairs.model import Generator, load_generator
+    from musicpairs.model.checkpoint import generator_weights
+
+    packed = tmp_path / "packed.pt"
+    result = invoke("pack", str(run / "generator.pt"), "-o", str(packed))
+    assert result.exit_code == 0, result.output
+    assert "weights as int8" in result.output
+    export = torch.load(run / "generator.pt", weights_only=True)
+    small = torch.load(packed, weights_only=True)
+    assert small["int8"] and all(q.dtype == torch.int8 for q in small["int8"].values())
+    for key in ("config", "meta", "step", "decode", "pitch_ranges"):
+        assert small[key] == export[key]
+    # Every weight within half a quantization step of the export's (fp16 scales).
+    original, restored = generator_weights(export), generator_weights(small)
+    assert original.keys() == restored.keys()
+    for name in small["int8"]:
+        step = small["int8_scales"][name].float().max()
+        assert (restored[name] - original[name].float()).abs().max() <= 0.51 * step + 1e-3
+    packed_bytes = sum(t.numel() * t.element_size() for t in small["int8"].values())
+    fp16_bytes = sum(original[n].numel() * 2 for n in small["int8"])
+    assert packed_bytes * 2 == fp16_bytes
+    load_generator(packed)  # the weights fit the config
+
+    # G's probabilities move by a little, not enough to change the decoded notes much.
+    batch = next(iter(PairStream(str(small_dataset), "test", shuffle=False, batch_size=8)))
+    a = Generator(run / "generator.pt").probabilities(batch["source"])
+    b = Generator(packed).probabilities(batch["source"])
+    assert (a - b).abs().max() < 0.05
+    out = tmp_path / "packed.mid"
+    result = invoke("convert", str(song), "--checkpoint", str(packed), "-o", str(out),
+                    "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["generated_notes"]["accompaniment"] > 0
+
+
+def test_shipped_models_by_name(run, song, tmp_path, monkeypatch):
+    from musicpairs.model import load_pretrained, pretrained
+
+    shelf = tmp_path / "pretrained"
+    shelf.mkdir()
+    assert invoke("pack", str(run / "generator.pt"), "-o", str(shelf / "tiny.pt")).exit_code == 0
+    scores = {"model": {"frame_f1": 0.5, "onset_f1": 0.4},
+              "retrieval": {"frame_f1": 0.3, "onset_f1": 0.2}}
+    (shelf / "index.json").write_text(json.dumps({"models": [
+        {"name": "pop909-accompaniment", "file": "tiny.pt", "task": "melody2accomp",
+         "steps_per_beat": 4, "window": 256, "description": "a tiny test model",
+         "test_scores": scores}]}))
+    monkeypatch.setattr(pretrained, "PRETRAINED", shelf)
+
+    result = invoke("models")
+    assert result.exit_code == 0, result.output
+    header, row = result.output.splitlines()[:2]
+    assert header.split()[:3] == ["name", "task", "grid"]
+    assert row.split()[:2] == ["pop909-accompaniment", "melody2accomp"]
+    assert "0.500" in row and "0.300 / 0.200" in row
+    listed = json.loads(invoke("models", "--json").output)
+    assert listed[0]["bytes"] == (shelf / "tiny.pt").stat().st_size
+
+    # convert uses the default model when given neither --model nor --checkpoint.
+    out = tmp_path / "out.mid"
+    result = invoke("convert", str(song), "-o", str(out), "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["generated_notes"]["accompaniment"] > 0
+    result = invoke("convert", str(song), "--model", "pop909-accompaniment", "-o", str(out),
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert load_pretrained("pop909-accompaniment").meta.task == "melody2accomp"
+
+    line = one_line_error(invoke("convert", str(song), "--model", "bach", "-o", str(out)))
+    assert "no shipped model 'bach'" in line and "pop909-accompaniment" in line
+    result = invoke("convert", str(song), "--model", "pop909-accompaniment", "--checkpoint",
+                    str(run / "last.pt"), "-o", str(out))
+    assert result.exit_code != 0 and "not both" in result.output
+    (shelf / "tiny.pt").unlink()
+    line = one_line_error(invoke("convert", str(song), "-o", str(out)))
+    assert "not installed" in line
 
 
 def _drums_and_chords(path: Path) -> Path:

@@ -38,13 +38,13 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from musicpairs.cli.build import build
-    from musicpairs.cli.evaluate import convert, evaluate
+    from musicpairs.cli.evaluate import convert, evaluate, models, pack
     from musicpairs.cli.inspect import inspect
     from musicpairs.cli.plot import plot
     from musicpairs.cli.quickstart import quickstart
     from musicpairs.cli.train import train
 
-    for command in (build, inspect, train, evaluate, convert, quickstart, plot):
+    for command in (build, inspect, train, evaluate, convert, models, pack, quickstart, plot):
         main.add_command(command)
 
 

@@ -10,9 +10,25 @@ import click
 from musicpairs.errors import MusicpairsError
 
 
+def _model_file(checkpoint: str | None, model: str | None, default: str | None) -> str:
+    """The file a command reads its generator from: ``--checkpoint``, or the shipped
+    model ``--model`` names (``default`` when neither is given; None: one is needed)."""
+    from musicpairs.model.pretrained import model_path
+
+    if checkpoint and model:
+        raise click.UsageError("give --checkpoint or --model, not both")
+    if checkpoint:
+        return checkpoint
+    if not (model or default):
+        raise click.UsageError("give --checkpoint PATH or --model NAME (musicpairs models "
+                               "lists the shipped ones)")
+    return str(model_path(model or default))
+
+
 @click.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="The model: a run's last.pt or step-*.pt.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="The model: a run's generator.pt, last.pt or step-*.pt.")
+@click.option("--model", help="A shipped model instead (musicpairs models lists them).")
 @click.option("--data", required=True, type=str,
               help="Dataset folder or fsspec URL with the same task and shapes.")
 @click.option("--split", default="test", show_default=True,
@@ -43,7 +59,7 @@ from musicpairs.errors import MusicpairsError
               help="The SoundFont for the report's audio [default: $MUSICPAIRS_SOUNDFONT, "
                    "else a system one].")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_pool, tune,
+def evaluate(checkpoint, model, data, split, compare, baselines, samples, retrieval_pool, tune,
              batch_size, device, examples, out, report, soundfont, as_json) -> None:
     """Score a generator against baselines on a split: frame P/R/F1 and Bay accuracy,
     onset F1, the MuseGAN metrics per channel, polyphony and note-length histograms."""
@@ -54,7 +70,9 @@ def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_poo
 
     chosen = () if baselines.strip() == "none" else tuple(
         b.strip() for b in baselines.split(",") if b.strip())
-    out = out or Path(checkpoint).parent / f"eval-{split}"
+    checkpoint = _model_file(checkpoint, model, None)
+    out = out or (Path(checkpoint).parent / f"eval-{split}" if not model
+                  else Path(f"eval-{model}-{split}"))
     result = run(checkpoint, data, split=split, compare=compare, baselines=chosen,
                  samples=samples, batch_size=batch_size, device=device, tune=tune,
                  retrieval_pool=retrieval_pool, examples=examples, out=out, report=report,
@@ -66,8 +84,11 @@ def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_poo
 
 @click.command()
 @click.argument("midi_in", metavar="IN.mid", type=click.Path(dir_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="The model: a run's last.pt or step-*.pt.")
+@click.option("--model",
+              help="A shipped model (musicpairs models lists them) [default: "
+                   "pop909-accompaniment, when no --checkpoint is given].")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Your own model instead: a run's generator.pt, last.pt or step-*.pt.")
 @click.option("-o", "--out", "midi_out", required=True, type=click.Path(dir_okay=False),
               help="The converted MIDI file.")
 @click.option("--melody-track", type=int,
@@ -83,14 +104,17 @@ def evaluate(checkpoint, data, split, compare, baselines, samples, retrieval_poo
                    "system one].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def convert(midi_in, checkpoint, midi_out, melody_track, hop, render, audio, soundfont, device,
-            as_json) -> None:
+def convert(midi_in, model, checkpoint, midi_out, melody_track, hop, render, audio, soundfont,
+            device, as_json) -> None:
     """Convert IN.mid with a trained generator: keep its tempo map, meters and melody,
     add the generated tracks."""
     from pathlib import Path
 
     from musicpairs.audio import find_soundfont, write_audio
     from musicpairs.model.convert import convert as run
+    from musicpairs.model.pretrained import DEFAULT_MODEL
+
+    checkpoint = _model_file(checkpoint, model, DEFAULT_MODEL)
 
     font_error = None
     if audio:  # said after the MIDI and the picture are written, which need no SoundFont
@@ -120,3 +144,46 @@ def _say_converted(summary: dict) -> None:
         click.echo(f"render: {summary['render']}")
     if "audio" in summary:
         click.echo(f"audio: {summary['audio']} ({summary['seconds']:.1f} s)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models(as_json) -> None:
+    """List the models shipped with musicpairs: name, task, grid, window, size and the
+    scores of their model cards (test split, against retrieval)."""
+    from musicpairs.model.pretrained import models as shipped
+
+    found = shipped()
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    if not found:
+        click.echo("no models are shipped in this installation")
+        return
+    rows = [["name", "task", "grid", "window", "size", "frame F1", "onset F1",
+             "retrieval frame/onset F1"]]
+    for m in found:
+        s, r = m["test_scores"]["model"], m["test_scores"]["retrieval"]
+        size = f"{m['bytes'] / 1e6:.1f} MB" if m["bytes"] else "missing"
+        rows.append([m["name"], m["task"], f"1/{m['steps_per_beat']} beat",
+                     f"{m['window']} steps", size, f"{s['frame_f1']:.3f}",
+                     f"{s['onset_f1']:.3f}", f"{r['frame_f1']:.3f} / {r['onset_f1']:.3f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for m in found:
+        click.echo(f"{m['name']}: {m['description']}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="The packed generator (.pt).")
+def pack(checkpoint, out) -> None:
+    """Pack a run's generator for shipping: int8 weights with a scale per output slice,
+    the decoding settings and pitch ranges kept (about half the size of generator.pt)."""
+    from musicpairs.model.checkpoint import pack_generator
+
+    done = pack_generator(checkpoint, out)
+    click.echo(f"{out}: {done['bytes'] / 1e6:.1f} MB, {done['values']:,} weights as int8 "
+               f"(largest error {done['max_error']:.2g})")

@@ -129,6 +129,57 @@ def save_generator(state: dict[str, Any], run: str | os.PathLike) -> Path:
     return run / EXPORT
 
 
+def generator_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """G's weights from a checkpoint, an export or a packed export (:func:`pack_generator`:
+    its int8 tensors times their scales)."""
+    weights = dict(state.get("ema") or state["generator"])
+    scales = state.get("int8_scales", {})
+    for name, q in state.get("int8", {}).items():
+        scale = scales[name].float().view(-1, *([1] * (q.dim() - 1)))
+        weights[name] = q.float() * scale
+    return weights
+
+
+def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
+                   min_size: int = 4096) -> dict[str, Any]:
+    """Write a generator small enough to ship: the export of ``source`` (a run's
+    ``generator.pt``, ``last.pt`` or ``step-*.pt``) with every weight of ``min_size`` or
+    more values stored as int8, one scale (fp16) per slice of its first dimension, and
+    the rest as fp16; config, metadata, pitch ranges and decoding settings as they were.
+    Read back with :func:`load_generator` (``weights_only=True``, like every checkpoint).
+
+    Returns:
+        ``bytes`` written, ``values`` quantized and their largest ``max_error`` (absolute,
+        against the fp32 weights).
+    """
+    state = load_checkpoint(source)
+    load_generator(source)  # the weights fit the config: refuse a damaged file now
+    kept, packed, scales = {}, {}, {}
+    worst = 0.0
+    for name, w in generator_weights(state).items():
+        if not w.is_floating_point() or w.numel() < min_size or w.dim() < 2:
+            kept[name] = w.half() if w.is_floating_point() else w
+            continue
+        w = w.float()
+        peak = w.abs().flatten(1).amax(dim=1)  # per slice of dim 0
+        scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak)).half().float()
+        q = torch.round(w / scale.view(-1, *([1] * (w.dim() - 1)))).clamp(-127, 127)
+        packed[name], scales[name] = q.to(torch.int8), scale.half()
+        error = (q * scale.view(-1, *([1] * (w.dim() - 1))) - w).abs().max()
+        worst = max(worst, float(error))
+    export = {"format": FORMAT, "version": VERSION, "kind": "generator",
+              **{k: state[k] for k in ("config", "meta", "step", "decode", "pitch_ranges")
+                 if k in state},
+              "generator": kept, "int8": packed, "int8_scales": scales}
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("wb") as f:
+        torch.save(export, f)
+    tmp.replace(out)
+    return {"bytes": out.stat().st_size,
+            "values": int(sum(q.numel() for q in packed.values())), "max_error": worst}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint`, read with ``weights_only=True``.
 
@@ -165,8 +216,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"
     check_task(meta, str(path))
     generator = generator_for(cfg, meta)
     try:
-        # An export's fp16 -> fp32; a step checkpoint's moving average when it has one.
-        generator.load_state_dict(state.get("ema") or state["generator"])
+        # An export's fp16 (and a packed one's int8) -> fp32; a step checkpoint's moving
+        # average when it has one.
+        generator.load_state_dict(generator_weights(state))
     except (KeyError, RuntimeError) as e:
         # torch lists every mismatched tensor; the first line says what is wrong.
         first = str(e).strip().splitlines()
