@@ -198,6 +198,13 @@ def test_pack_halves_the_export_and_converts_alike(run, small_dataset, song, tmp
     fp16_bytes = sum(original[n].numel() * 2 for n in small["int8"])
     assert packed_bytes * 2 == fp16_bytes
     load_generator(packed)  # the weights fit the config
+    # --tune-on tunes the decoding again, on the packed weights.
+    retuned = tmp_path / "retuned.pt"
+    result = invoke("pack", str(run / "last.pt"), "-o", str(retuned), "--tune-on",
+                    str(small_dataset))
+    assert result.exit_code == 0, result.output
+    decode = torch.load(retuned, weights_only=True)["decode"]
+    assert decode["channels"] and decode["samples"] > 0
 
     # G's probabilities move by a little, not enough to change the decoded notes much.
     batch = next(iter(PairStream(str(small_dataset), "test", shuffle=False, batch_size=8)))

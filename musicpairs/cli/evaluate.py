@@ -179,11 +179,14 @@ def models(as_json) -> None:
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="The packed generator (.pt).")
-def pack(checkpoint, out) -> None:
+@click.option("--tune-on", metavar="DATA",
+              help="Tune the decoding settings again on this dataset's valid split, with "
+                   "the packed weights [default: keep the checkpoint's].")
+def pack(checkpoint, out, tune_on) -> None:
     """Pack a run's generator for shipping: int8 weights with a scale per output slice,
     the decoding settings and pitch ranges kept (about half the size of generator.pt)."""
     from musicpairs.model.checkpoint import pack_generator
 
-    done = pack_generator(checkpoint, out)
+    done = pack_generator(checkpoint, out, tune_on=tune_on)
     click.echo(f"{out}: {done['bytes'] / 1e6:.1f} MB, {done['values']:,} weights as int8 "
                f"(largest error {done['max_error']:.2g})")

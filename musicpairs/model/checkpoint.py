@@ -141,12 +141,14 @@ def generator_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
-                   min_size: int = 4096) -> dict[str, Any]:
+                   min_size: int = 4096, tune_on: str | None = None) -> dict[str, Any]:
     """Write a generator small enough to ship: the export of ``source`` (a run's
     ``generator.pt``, ``last.pt`` or ``step-*.pt``) with every weight of ``min_size`` or
     more values stored as int8, one scale (fp16) per slice of its first dimension, and
     the rest as fp16; config, metadata, pitch ranges and decoding settings as they were.
     Read back with :func:`load_generator` (``weights_only=True``, like every checkpoint).
+    With ``tune_on`` (a dataset of the same task and shapes), the decoding settings are
+    tuned again on its valid split, on the packed weights, and stored instead.
 
     Returns:
         ``bytes`` written, ``values`` quantized and their largest ``max_error`` (absolute,
@@ -175,6 +177,14 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
     tmp = out.with_name(f".{out.name}.tmp")
     with tmp.open("wb") as f:
         torch.save(export, f)
+    if tune_on is not None:
+        from musicpairs.model.evaluate import Generator
+
+        model = Generator(tmp)
+        model.tune(tune_on)
+        export["decode"] = model.decode
+        with tmp.open("wb") as f:
+            torch.save(export, f)
     tmp.replace(out)
     return {"bytes": out.stat().st_size,
             "values": int(sum(q.numel() for q in packed.values())), "max_error": worst}
