@@ -130,7 +130,8 @@ def _rank(channels: list[dict[str, Any]]) -> tuple[float, float]:
 
 def tune_decoding(probs: np.ndarray, real: np.ndarray,
                   pitch_ranges: list[list[int] | None], *, rounds: int = 3,
-                  qualified_steps: int = 2) -> list[dict[str, Any]]:
+                  qualified_steps: int = 2,
+                  starts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per target channel, the decoding settings (values from ``DECODE_GRID``) that
     score best on these pairs: among the settings whose notes look like the real ones
     in number, polyphony and length (:data:`NOTE_RATIO`, :data:`POLYPHONY_TV`,
@@ -141,7 +142,10 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
 
     The search is by coordinates: from the defaults, each setting in turn takes its
     best value with the others held, for up to ``rounds`` rounds or until a round
-    changes nothing (about 30 decodings a round, not the grid's ~8,000).
+    changes nothing (about 30 decodings a round, not the grid's ~8,000). With ``starts``
+    (per channel, settings found elsewhere, e.g. on G's own output) the search also runs
+    from there and the better end is kept: a search from one start can end on a poor
+    local optimum that a slightly different model's would not.
 
     Args:
         probs: uint8 [N, 3C, 128, W], probabilities * 255.
@@ -171,15 +175,23 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
                               (scores["frame_f1"] + scores["onset_f1"]) / 2), scores)
             return seen[key]
 
-        settings = {k: DEFAULT_DECODE[k] for k in DECODE_GRID}
-        for _ in range(rounds):
-            before = dict(settings)
-            for name, values in DECODE_GRID.items():
-                # max() keeps the first of equals: the grid's order breaks ties.
-                best = max(values, key=lambda v, name=name: score({**settings, name: v})[0])
-                settings[name] = best
-            if settings == before:
-                break
+        ends = []
+        firsts = [{k: DEFAULT_DECODE[k] for k in DECODE_GRID}]
+        if starts is not None:
+            firsts.append({k: starts[c][k] for k in DECODE_GRID})
+        for settings in firsts:
+            for _ in range(rounds):
+                before = dict(settings)
+                for name, values in DECODE_GRID.items():
+                    # max() keeps the first of equals: the grid's order breaks ties.
+                    best = max(values,
+                               key=lambda v, s=settings, name=name: score({**s, name: v})[0])
+                    settings[name] = best
+                if settings == before:
+                    break
+            ends.append(settings)
+        # max() keeps the first of equals: the search from the defaults.
+        settings = max(ends, key=lambda s: score(s)[0])
         out.append({**settings, "pitch_range": pitch_range, **score(settings)[1]})
     return out
 
@@ -256,8 +268,11 @@ class Validator:
                            int(np.count_nonzero(truth)) - tp))
         qualified_steps = max(1, self.meta.steps_per_beat // 2)
         every = {k: own if k == 0 else np.concatenate(probs[k]) for k in TRANSPOSITIONS}
-        tuned = {k: tune_decoding(p, real, model.pitch_ranges(),
-                                  qualified_steps=qualified_steps) for k, p in every.items()}
+        tuned: dict[int, list[dict[str, Any]]] = {}
+        for k, p in every.items():  # G's own output first: its settings start the others'
+            tuned[k] = tune_decoding(p, real, model.pitch_ranges(),
+                                     qualified_steps=qualified_steps,
+                                     starts=tuned.get(TRANSPOSITIONS[0]))
         # max() keeps the first of equals: G's own output unless averaging scores better.
         best = max(TRANSPOSITIONS, key=lambda k: _rank(tuned[k]))
         model.decode = {"step": step, "samples": seen, "transpositions": best,
