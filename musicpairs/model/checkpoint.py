@@ -180,8 +180,12 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
     if tune_on is not None:
         from musicpairs.model.evaluate import Generator
 
-        model = Generator(tmp)
-        model.tune(tune_on)
+        try:
+            model = Generator(tmp)
+            model.path = Path(source)  # what errors name
+            model.tune(tune_on)
+        finally:
+            tmp.unlink()
         export["decode"] = model.decode
         with tmp.open("wb") as f:
             torch.save(export, f)
