@@ -154,8 +154,7 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
         ``bytes`` written, ``values`` quantized and their largest ``max_error`` (absolute,
         against the fp32 weights).
     """
-    state = load_checkpoint(source)
-    load_generator(source)  # the weights fit the config: refuse a damaged file now
+    _, _, _, state = load_generator(source)  # the weights fit the config, or it raises
     kept, packed, scales = {}, {}, {}
     worst = 0.0
     for name, w in generator_weights(state).items():
