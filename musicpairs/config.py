@@ -70,6 +70,7 @@ class TrainConfig(_DictConfig):
         compile: ``torch.compile`` the networks.
         num_workers: DataLoader worker processes per rank.
         ngf, ndf: Filters of the generator's and the discriminator's first layer.
+        max_filters: The most filters of any U-Net level (None: ``8 * ngf``, as pix2pix).
         depth: U-Net levels (None: as many as the roll's pitch axis allows, at most 8).
         n_layers: PatchGAN stride-2 layers (3: 70x70 patches).
         norm: ``batch`` or ``instance``.
@@ -131,6 +132,7 @@ class TrainConfig(_DictConfig):
     num_workers: int = 2
     ngf: int = 64
     ndf: int = 64
+    max_filters: int | None = None
     depth: int | None = None
     n_layers: int = 3
     norm: str = "batch"
@@ -185,6 +187,9 @@ class TrainConfig(_DictConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps!r}")
+        if self.max_filters is not None and self.max_filters < self.ngf:
+            raise ValueError(f"max_filters must be >= ngf ({self.ngf}), got "
+                             f"{self.max_filters!r}")
         if self.depth is not None and self.depth < 1:
             raise ValueError(f"depth must be >= 1, got {self.depth!r}")
         lo, hi = self.rows

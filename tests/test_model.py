@@ -36,6 +36,19 @@ def test_paper_sizes():
     assert n_params(UNet(3, 3, depth=8, norm="instance")) != n_params(UNet(3, 3, depth=8))
 
 
+def test_max_filters_caps_the_inner_levels():
+    # Levels of 8, 16, 32 filters, then 32 where pix2pix would have 64: every conv that
+    # reaches the cap is thinner, the outer ones are not.
+    capped, full = UNet(2, 2, ngf=8, depth=6, max_filters=32), UNet(2, 2, ngf=8, depth=6)
+    widths = [m.out_channels for m in capped.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [8, 16, 32, 32, 32, 32]
+    assert n_params(capped) < n_params(full)
+    assert n_params(UNet(2, 2, ngf=8, depth=6, max_filters=64)) == n_params(full)
+    assert capped(torch.randn(1, 2, 64, 64)).shape == (1, 2, 64, 64)
+    with pytest.raises(ValueError, match="max_filters"):
+        UNet(2, 2, ngf=8, depth=6, max_filters=4)
+
+
 @pytest.mark.parametrize(("shape", "depth"), [((128, 256), 7), ((128, 64), 6), ((128, 32), 5)])
 def test_unet_shapes(shape, depth):
     assert max_depth(*shape) == depth

@@ -335,6 +335,9 @@ def test_errors(small_dataset, tmp_path):
     assert "ngf" in fails("--out", str(run), "--resume", "--ngf", "8")
     assert "must be >= 1" in fails("--data", str(small_dataset), "--out", str(tmp_path / "x"),
                                    "--batch-size", "0")
+    assert "max_filters must be >= ngf" in fails("--data", str(small_dataset), "--out",
+                                                 str(tmp_path / "x"), "--ngf", "8",
+                                                 "--max-filters", "4")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.pt"):

@@ -23,6 +23,8 @@ _OPTIONS = [
     ("--num-workers", "num_workers", int, "DataLoader worker processes per rank."),
     ("--ngf", "ngf", int, "Generator filters in its first layer."),
     ("--ndf", "ndf", int, "Discriminator filters in its first layer."),
+    ("--max-filters", "max_filters", int,
+     "The most filters of any U-Net level (default: 8 x ngf, as pix2pix)."),
     ("--depth", "depth", int, "U-Net levels (default: all the pitch axis allows)."),
     ("--n-layers", "n_layers", int, "PatchGAN stride-2 layers (3: 70x70 patches)."),
     ("--norm", "norm", click.Choice(["batch", "instance"]), "Norm layers."),

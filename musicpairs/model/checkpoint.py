@@ -46,7 +46,8 @@ def generator_for(cfg: TrainConfig, meta: ShardMeta) -> UNet:
     depth = cfg.depth or max_depth(hi - lo, width)
     channels = meta.target_shape[0] // 2
     return UNet(input_planes(cs, cfg.harmony), head_planes(cfg.recon) * channels,
-                ngf=cfg.ngf, depth=depth, norm=cfg.norm, dropout=cfg.dropout)
+                ngf=cfg.ngf, depth=depth, norm=cfg.norm, dropout=cfg.dropout,
+                max_filters=cfg.max_filters)
 
 
 def discriminator_for(cfg: TrainConfig, meta: ShardMeta) -> PatchGAN:

@@ -33,10 +33,11 @@ class UNet(nn.Module):
     """U-Net: ``depth`` 4x4 stride-2 convolutions down, as many transposed ones up, each
     decoder level joined to its encoder twin by a skip connection.
 
-    As pix2pix's ``UnetGenerator``: level ``i`` has ``ngf * min(2**i, 8)`` channels;
+    As pix2pix's ``UnetGenerator``: level ``i`` has ``min(ngf * 2**i, max_filters)``
+    channels (``max_filters`` is ``8 * ngf`` unless given);
     LeakyReLU(0.2) down, ReLU up; no norm on the outermost encoder nor on the innermost
     level's encoder; convolutions have biases only where no BatchNorm follows; dropout
-    in the decoders of the levels between ``8 * ngf``-channel levels (levels
+    in the decoders of the inner levels (levels
     4 .. depth - 2, three of them at depth 8). The output is raw (pix2pix ends in tanh;
     musicpairs reads G's output through a sigmoid, :func:`musicpairs.model.rolls.
     probabilities`). With ``depth=8``, ``ngf=64`` and 3 channels in and out it is
@@ -49,18 +50,25 @@ class UNet(nn.Module):
         depth: Levels; the input's height and width must be multiples of ``2**depth``.
         norm: ``"batch"`` or ``"instance"``.
         dropout: Dropout probability of the inner decoder blocks (0 for none).
+        max_filters: The most filters any level has (None: ``8 * ngf``, pix2pix's cap).
+            A lower cap thins only the small inner levels: most of the parameters, a
+            fraction of the work.
 
     Shapes: input (B, in_channels, H, W) -> output (B, out_channels, H, W).
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, ngf: int = 64,
-                 depth: int = 8, norm: str = "batch", dropout: float = 0.5):
+                 depth: int = 8, norm: str = "batch", dropout: float = 0.5,
+                 max_filters: int | None = None):
         super().__init__()
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.depth = depth
         bias = norm == "instance"  # BatchNorm has its own shift
-        width = [ngf * min(2**i, 8) for i in range(depth)]
+        cap = 8 * ngf if max_filters is None else max_filters
+        if cap < ngf:
+            raise ValueError(f"max_filters ({cap}) must be >= ngf ({ngf})")
+        width = [min(ngf * 2**i, cap) for i in range(depth)]
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         for i in range(depth):
             outer = in_channels if i == 0 else width[i - 1]
