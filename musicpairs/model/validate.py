@@ -203,9 +203,9 @@ class Validator:
     Each run reports frame precision / recall / F1 with a generated cell sounding where
     its frame probability is 0.5 or more (the same rule at every step of a run, so the
     curve is comparable), then tunes the decoding settings on these pairs
-    (:func:`tune_decoding`), once on G's own probabilities and once on their mean over
-    the source transposed -2..2 semitones (:data:`~musicpairs.model.rolls.
-    TRANSPOSITIONS`), keeps the better, and reports the frame and onset F1 it reaches
+    (:func:`tune_decoding`), once on G's own probabilities and once on each of their
+    means over the source transposed -k..k semitones (k in :data:`~musicpairs.model.
+    rolls.TRANSPOSITIONS`), keeps the best, and reports the frame and onset F1 it reaches
     (``valid_tuned_frame_f1``, ``valid_tuned_onset_f1``, ``valid_transpositions``). The
     settings are set as ``model.decode`` and saved with the checkpoint; ``evaluate`` and
     ``convert`` decode with them. The first ``examples`` pairs are written, decoded with them, to
@@ -273,7 +273,7 @@ class Validator:
             tuned[k] = tune_decoding(p, real, model.pitch_ranges(),
                                      qualified_steps=qualified_steps,
                                      starts=tuned.get(TRANSPOSITIONS[0]))
-        # max() keeps the first of equals: G's own output unless averaging scores better.
+        # max() keeps the first of equals: the fewest passes of G that score best.
         best = max(TRANSPOSITIONS, key=lambda k: _rank(tuned[k]))
         model.decode = {"step": step, "samples": seen, "transpositions": best,
                         "channels": tuned[best]}
