@@ -9,15 +9,26 @@ from pathlib import Path
 
 WAIT_FOR_MEDIA = """
 const done = arguments[arguments.length - 1];
-const audios = [...document.querySelectorAll('audio')];
-const ready = a => new Promise(r => {
+// A page of large data URIs can still be parsing when the driver hands it over: wait for
+// the load event first, so that every element is in the document.
+const loaded = new Promise(r => document.readyState === 'complete' ? r()
+                               : window.addEventListener('load', r));
+const image = i => new Promise(r => {
+    if (i.complete) return r();
+    i.addEventListener('load', r); i.addEventListener('error', r);
+});
+const audio = a => new Promise(r => {
     if (a.readyState >= 1 || a.error) return r();
     a.addEventListener('loadedmetadata', r); a.addEventListener('error', r); a.load();
 });
-Promise.all(audios.map(ready)).then(() => done({
-    images: [...document.images].map(i => [i.complete, i.naturalWidth]),
-    audio: audios.map(a => [a.readyState, a.error ? a.error.code : 0, a.duration]),
-}));
+loaded.then(() => {
+    const audios = [...document.querySelectorAll('audio')];
+    return Promise.all([...[...document.images].map(image), ...audios.map(audio)])
+        .then(() => done({
+            images: [...document.images].map(i => [i.complete, i.naturalWidth]),
+            audio: audios.map(a => [a.readyState, a.error ? a.error.code : 0, a.duration]),
+        }));
+});
 """
 
 
