@@ -234,6 +234,30 @@ def test_decoding_min_steps_restrikes_voices_and_pitch_range():
     assert sorted({n[2] for n in _notes(two)}) == [64, 67]
 
 
+def test_decoding_reads_probabilities_as_tuning_kept_them():
+    # Tuning keeps probabilities as uint8 (p * 255). An onset peak of 0.9505 inside a held
+    # note is 242/255 = 0.949 there: under a restrike threshold of 0.95 it restrikes
+    # nothing, and decode_probabilities must agree, whatever float it is given.
+    held = np.zeros((3, 128, 8), np.float32)
+    held[1, 60], held[2, 60] = 0.9, 0.5
+    held[0, 60] = [0.9, 0.1, 0.1, 0.1, 0.9505, 0.1, 0.1, 0.1]
+    settings = {"onset_threshold": 0.5, "frame_threshold": 0.5, "min_steps": 1,
+                "restrike_threshold": 0.95}
+    tuned = np.rint(held * 255).astype(np.uint8).astype(np.float32) / 255
+    as_tuned = decode_channel(*tuned, **settings)
+    assert [n[:2] for n in _notes(as_tuned)] == [(0, 8)]
+    assert np.array_equal(decode_probabilities(held, {"channels": [settings]}), as_tuned)
+    # At random probabilities too, on every setting's grid of values.
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 128, 64)).astype(np.float32)
+    for value in (0.05, 0.3, 0.7, 0.8, 0.9, 0.95, 0.98):
+        s = {"onset_threshold": value, "frame_threshold": value, "min_steps": 1,
+             "restrike_threshold": 0.99}
+        q = np.rint(p * 255).astype(np.uint8).astype(np.float32) / 255
+        assert np.array_equal(decode_probabilities(p, {"channels": [s]}),
+                              decode_channel(*q, **s))
+
+
 def test_frame_scores_hand_computed():
     assert f1_scores([2, 2, 2]) == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
     assert f1_scores([4, 0, 0])["f1"] == 1.0

@@ -59,6 +59,10 @@ DECODE_GRID = {
 #: range ``--transpose 5`` trains on). The smaller k wins a tie on valid.
 TRANSPOSITIONS = (0, 2, 5)
 
+#: Probabilities are tuned on, and decoded from, multiples of 1 / LEVELS (the Validator
+#: keeps them as uint8, p * 255): a threshold then means the same in tuning and in use.
+LEVELS = 255
+
 
 def head_planes(recon: str) -> int:
     """G's output planes per target channel: 3 heads for ``bce``, 2 velocities for ``l1``."""
@@ -247,6 +251,8 @@ def channel_settings(decode: dict[str, Any] | None, channels: int) -> list[dict[
 def decode_probabilities(probs: np.ndarray, decode: dict[str, Any] | None) -> np.ndarray:
     """Valid uint8 planes from :func:`probabilities` output, with a checkpoint's
     ``decode`` entry (per channel settings tuned on the valid split; defaults when None).
+    The probabilities are first rounded to multiples of 1 / :data:`LEVELS`, as they were
+    when the settings were tuned.
 
     Args:
         probs: float [3C, 128, W] or a batch [B, 3C, 128, W].
@@ -256,6 +262,9 @@ def decode_probabilities(probs: np.ndarray, decode: dict[str, Any] | None) -> np
     """
     channels = probs.shape[-3] // PLANES
     settings = channel_settings(decode, channels)
+    # The settings were tuned on probabilities rounded to 1/LEVELS: a restrike threshold of
+    # 0.95 there keeps p >= 0.951 (243/255), and so must it here.
+    probs = np.rint(np.clip(probs, 0.0, 1.0) * LEVELS).astype(np.float32) / LEVELS
     out = []
     for c, s in enumerate(settings):
         p = probs[..., PLANES * c : PLANES * (c + 1), :, :]

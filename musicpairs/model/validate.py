@@ -19,6 +19,7 @@ from musicpairs.model.rolls import (
     DECODE_GRID,
     DEFAULT_DECODE,
     FRAME_P,
+    LEVELS,
     PLANES,
     TRANSPOSITIONS,
     VELOCITY,
@@ -30,8 +31,8 @@ from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
 
-#: Probabilities are kept for tuning as uint8 (p * 255): a quarter of float32's memory.
-_LEVELS = 255
+#: Probabilities are kept for tuning as uint8 (p * LEVELS): a quarter of float32's memory.
+_LEVELS = LEVELS
 
 
 def _near(cells: np.ndarray, other: np.ndarray, tolerance: int) -> int:
