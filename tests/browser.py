@@ -35,7 +35,8 @@ loaded.then(() => {
 def open_page(page: Path, screenshot: Path | None, *, width: int = 1400,
               height: int = 1000) -> dict:
     """Load ``page`` in headless Chromium; return what its images and audio elements
-    report once every audio element has its metadata or an error."""
+    report once the page has loaded, every image has loaded or failed, and every audio
+    element has its metadata or an error."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
