@@ -64,6 +64,12 @@ TRANSPOSITIONS = (0, 2, 5)
 LEVELS = 255
 
 
+def to_levels(probs: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as uint8 multiples of 1 / :data:`LEVELS` (half to even):
+    how tuning keeps them and how decoding reads them."""
+    return np.rint(np.clip(probs, 0.0, 1.0) * LEVELS).astype(np.uint8)
+
+
 def head_planes(recon: str) -> int:
     """G's output planes per target channel: 3 heads for ``bce``, 2 velocities for ``l1``."""
     return PLANES if recon == "bce" else 2
@@ -264,7 +270,7 @@ def decode_probabilities(probs: np.ndarray, decode: dict[str, Any] | None) -> np
     settings = channel_settings(decode, channels)
     # The settings were tuned on probabilities rounded to 1/LEVELS: a restrike threshold of
     # 0.95 there keeps p >= 0.951 (243/255), and so must it here.
-    probs = np.rint(np.clip(probs, 0.0, 1.0) * LEVELS).astype(np.float32) / LEVELS
+    probs = to_levels(probs).astype(np.float32) / LEVELS
     out = []
     for c, s in enumerate(settings):
         p = probs[..., PLANES * c : PLANES * (c + 1), :, :]

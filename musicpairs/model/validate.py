@@ -25,15 +25,12 @@ from musicpairs.model.rolls import (
     VELOCITY,
     decode_channel,
     decode_probabilities,
+    to_levels,
 )
 from musicpairs.roll import FRAME, ONSET
 from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
-
-#: Probabilities are kept for tuning as uint8 (p * LEVELS): a quarter of float32's memory.
-_LEVELS = LEVELS
-
 
 def _near(cells: np.ndarray, other: np.ndarray, tolerance: int) -> int:
     """How many of ``cells`` (bool [..., W]) have an ``other`` cell of the same pitch at
@@ -161,7 +158,7 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
     """
     out = []
     for c, pitch_range in enumerate(pitch_ranges):
-        p = probs[:, PLANES * c : PLANES * (c + 1)].astype(np.float32) / _LEVELS
+        p = probs[:, PLANES * c : PLANES * (c + 1)].astype(np.float32) / LEVELS
         truth = real[:, 2 * c : 2 * c + 2]
         seen: dict[tuple, tuple] = {}
 
@@ -246,8 +243,9 @@ class Validator:
             for batch in self.stream:
                 n = min(len(batch["pair_id"]), self.samples - seen)
                 for k in TRANSPOSITIONS:
-                    p = model.probabilities(batch["source"][:n], k).float()  # (n, 3C, 128, W)
-                    probs[k].append(p.mul_(_LEVELS).round_().to(torch.uint8).cpu().numpy())
+                    # (n, 3C, 128, W) as uint8: a quarter of float32's memory.
+                    p = model.probabilities(batch["source"][:n], k).float().cpu().numpy()
+                    probs[k].append(to_levels(p))
                 reals.append(batch["target"][:n].numpy())
                 rows += [{"source": batch["source"][i].numpy(),
                           "target": batch["target"][i].numpy(),
@@ -262,7 +260,7 @@ class Validator:
             return {}
         real = np.concatenate(reals)
         own = np.concatenate(probs[0])
-        frame_p = own[:, FRAME_P::PLANES] >= _LEVELS // 2 + 1  # p >= 0.5
+        frame_p = own[:, FRAME_P::PLANES] >= LEVELS // 2 + 1  # p >= 0.5
         truth = real[:, FRAME::2] > 0
         tp = int(np.count_nonzero(frame_p & truth))
         fixed = f1_scores((tp, int(np.count_nonzero(frame_p)) - tp,
@@ -279,7 +277,7 @@ class Validator:
         model.decode = {"step": step, "samples": seen, "transpositions": best,
                         "channels": tuned[best]}
         if rows:
-            self.write_examples([(row, every[best][i].astype(np.float32) / _LEVELS)
+            self.write_examples([(row, every[best][i].astype(np.float32) / LEVELS)
                                  for i, row in enumerate(rows)], step, model.decode)
         tuned_counts = np.sum([c["frame_counts"] for c in tuned[best]], axis=0)
         return {**{f"valid_frame_{k}": v for k, v in fixed.items()},
