@@ -179,6 +179,49 @@ def _peaks(onset: np.ndarray) -> np.ndarray:
     return peak
 
 
+def note_cells(onset: np.ndarray, frame: np.ndarray, *, onset_threshold: float,
+               frame_threshold: float, min_steps: int = 1, max_voices: int | None = None,
+               restrike_threshold: float | None = None,
+               pitch_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`decode_channel`'s notes sound and where they start, without their
+    velocities (what tuning scores).
+
+    Returns:
+        bool [..., 128, W] twice: the cells where a note sounds, and those where one is
+        struck (a note already sounding at step 0 is not, as a cut window's).
+    """
+    frame_on = frame >= frame_threshold
+    struck = _peaks(onset) & (onset >= onset_threshold)
+    if pitch_range is not None:
+        allowed = np.zeros(onset.shape[-2], bool)
+        allowed[pitch_range[0] : pitch_range[1] + 1] = True
+        frame_on &= allowed[:, None]
+        struck &= allowed[:, None]
+    if max_voices is not None:
+        candidates = np.where(frame_on, frame, -1.0)
+        kth = -np.partition(-candidates, max_voices - 1, axis=-2)[..., max_voices - 1, :]
+        loud_enough = candidates >= np.maximum(kth, 0)[..., None, :]
+        frame_on &= loud_enough
+        struck &= loud_enough
+    restrike = struck if restrike_threshold is None else struck & (onset >= restrike_threshold)
+    # The walk through time reads one step of every pitch at a time: time first, so that
+    # each step's cells lie together in memory.
+    frame_on, struck, restrike = (np.ascontiguousarray(np.moveaxis(a, -1, 0))
+                                  for a in (frame_on, struck, restrike))
+    starts = struck.copy()
+    starts[0] |= frame_on[0]
+    active = np.zeros_like(frame_on)
+    active[0] = starts[0]
+    age = active[0].astype(np.int32)  # steps the note at each pitch has sounded
+    for t in range(1, len(frame_on)):
+        held = active[t - 1] & (frame_on[t] | (age < min_steps))
+        starts[t] = np.where(held, restrike[t], struck[t])
+        active[t] = starts[t] | held
+        age = np.where(starts[t], 1, np.where(active[t], age + 1, 0))
+    starts[0] &= struck[0]
+    return np.moveaxis(active, 0, -1), np.moveaxis(starts, 0, -1)
+
+
 def decode_channel(onset: np.ndarray, frame: np.ndarray, velocity: np.ndarray, *,
                    onset_threshold: float, frame_threshold: float, min_steps: int = 1,
                    max_voices: int | None = None, restrike_threshold: float | None = None,
@@ -203,41 +246,19 @@ def decode_channel(onset: np.ndarray, frame: np.ndarray, velocity: np.ndarray, *
         uint8 [..., 2, 128, W]: onset and frame planes, each note's velocity on both (a
         note already sounding at step 0 has no onset cell, as a cut window's).
     """
-    frame_on = frame >= frame_threshold
-    struck = _peaks(onset) & (onset >= onset_threshold)
-    if pitch_range is not None:
-        allowed = np.zeros(onset.shape[-2], bool)
-        allowed[pitch_range[0] : pitch_range[1] + 1] = True
-        frame_on &= allowed[:, None]
-        struck &= allowed[:, None]
-    if max_voices is not None:
-        candidates = np.where(frame_on, frame, -1.0)
-        kth = -np.partition(-candidates, max_voices - 1, axis=-2)[..., max_voices - 1, :]
-        loud_enough = candidates >= np.maximum(kth, 0)[..., None, :]
-        frame_on &= loud_enough
-        struck &= loud_enough
-    width = onset.shape[-1]
-    restrike = struck if restrike_threshold is None else struck & (onset >= restrike_threshold)
-    starts = struck.copy()
-    starts[..., 0] |= frame_on[..., 0]
-    active = np.zeros_like(frame_on)
-    level = np.zeros(onset.shape, np.float32)
-    age = np.zeros(onset.shape[:-1], np.int32)  # steps the note at each pitch has sounded
-    active[..., 0], level[..., 0] = starts[..., 0], velocity[..., 0]
-    age[active[..., 0]] = 1
-    for t in range(1, width):
-        held = active[..., t - 1] & (frame_on[..., t] | (age < min_steps))
-        starts[..., t] = np.where(held, restrike[..., t], struck[..., t])
-        active[..., t] = starts[..., t] | held
-        level[..., t] = np.where(starts[..., t], velocity[..., t], level[..., t - 1])
-        age = np.where(starts[..., t], 1, np.where(active[..., t], age + 1, 0))
-    keep = active
-    out = np.zeros((*onset.shape[:-2], 2, *onset.shape[-2:]), np.uint8)
+    active, struck = note_cells(
+        onset, frame, onset_threshold=onset_threshold, frame_threshold=frame_threshold,
+        min_steps=min_steps, max_voices=max_voices, restrike_threshold=restrike_threshold,
+        pitch_range=pitch_range)
+    # Each cell carries the velocity predicted where its note started: the step of the
+    # latest onset at or before it (step 0 for a note sounding from before).
+    steps = np.arange(onset.shape[-1], dtype=np.int32)
+    began = np.maximum.accumulate(np.where(struck, steps, 0), axis=-1)
+    level = np.take_along_axis(velocity, began, axis=-1)
     value = np.clip(np.rint(level * 127), 1, 127).astype(np.uint8)
-    out[..., FRAME, :, :] = np.where(keep, value, 0)
-    onset_cells = keep & starts
-    onset_cells[..., 0] &= struck[..., 0]  # a note sounding from before has no onset
-    out[..., ONSET, :, :] = np.where(onset_cells, value, 0)
+    out = np.zeros((*onset.shape[:-2], 2, *onset.shape[-2:]), np.uint8)
+    out[..., FRAME, :, :] = np.where(active, value, 0)
+    out[..., ONSET, :, :] = np.where(struck, value, 0)
     return out
 
 

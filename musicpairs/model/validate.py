@@ -20,11 +20,11 @@ from musicpairs.model.rolls import (
     DEFAULT_DECODE,
     FRAME_P,
     LEVELS,
+    ONSET_P,
     PLANES,
     TRANSPOSITIONS,
-    VELOCITY,
-    decode_channel,
     decode_probabilities,
+    note_cells,
     to_levels,
 )
 from musicpairs.roll import FRAME, ONSET
@@ -159,15 +159,19 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
     out = []
     for c, pitch_range in enumerate(pitch_ranges):
         p = probs[:, PLANES * c : PLANES * (c + 1)].astype(np.float32) / LEVELS
+        onset, frame = np.ascontiguousarray(p[:, ONSET_P]), np.ascontiguousarray(p[:, FRAME_P])
         truth = real[:, 2 * c : 2 * c + 2]
         seen: dict[tuple, tuple] = {}
 
-        def score(settings: dict[str, Any], p=p, truth=truth, pitch_range=pitch_range,
-                  seen=seen) -> tuple:
+        def score(settings: dict[str, Any], onset=onset, frame=frame, truth=truth,
+                  pitch_range=pitch_range, seen=seen) -> tuple:
             key = tuple(settings[k] for k in DECODE_GRID)
             if key not in seen:
-                planes = decode_channel(p[:, 0], p[:, FRAME_P], p[:, VELOCITY],
-                                        pitch_range=pitch_range, **settings)
+                # Scores read only where notes sound and start: no velocities needed.
+                sounding, struck = note_cells(onset, frame, pitch_range=pitch_range,
+                                              **settings)
+                planes = np.stack([sounding, sounding], axis=1)
+                planes[:, ONSET] = struck
                 scores = decoding_scores(planes, truth, qualified_steps=qualified_steps)
                 seen[key] = ((-_shortfall(scores),
                               (scores["frame_f1"] + scores["onset_f1"]) / 2), scores)
