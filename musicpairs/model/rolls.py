@@ -45,10 +45,17 @@ PLANES = 3
 #: Decoding settings used when a checkpoint has none tuned (probabilities, steps).
 DEFAULT_DECODE = {"onset_threshold": 0.5, "frame_threshold": 0.5, "min_steps": 1,
                   "max_voices": None, "restrike_threshold": None}
-#: The values each decoding setting is tuned over on the valid split.
+#: The values each decoding setting is tuned over on the valid split. The thresholds are
+#: densest near 1: ``balanced`` weighting weighs the sounding cells together as much as
+#: the silent ones, which lifts every probability, and a model trained so puts its notes'
+#: ends between frame probabilities of 0.9 and 0.95 (on POP909, a frame threshold of 0.9
+#: keeps 89 % of the notes at half a beat or longer and 0.95 keeps 28 %; the real share is
+#: 72 %).
 DECODE_GRID = {
-    "onset_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.98),
-    "frame_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
+    "onset_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.92, 0.94, 0.95, 0.96,
+                        0.98),
+    "frame_threshold": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.91, 0.92, 0.93,
+                        0.94, 0.95, 0.97),
     "restrike_threshold": (None, 0.9, 0.95, 0.98, 0.99),
     "max_voices": (None, 2, 3, 4, 6, 8),
     "min_steps": (1, 2, 3),
