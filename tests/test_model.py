@@ -61,6 +61,32 @@ def test_unet_shapes(shape, depth):
         g(torch.randn(1, 4, 128, 48))
 
 
+@pytest.mark.parametrize("shape", [(16, 32), (32, 16), (16, 16)])
+def test_dead_kernel_taps_change_nothing(shape):
+    # Depth 4 halves the short side 16 -> 1: the innermost level's convolutions (2 -> 1
+    # and back) use only the middle two of their four taps on that side.
+    g = UNet(3, 2, ngf=4, depth=4).eval()
+    torch.manual_seed(0)
+    for p in g.parameters():
+        p.data.normal_()
+    live = g.live_taps(*shape)
+    rows = (1, 3) if shape[0] <= shape[1] else (0, 4)
+    cols = (1, 3) if shape[1] <= shape[0] else (0, 4)
+    assert live == {"down.3.1.weight": (*rows, *cols), "up.3.1.weight": (*rows, *cols)}
+    x = torch.randn(2, 3, *shape)
+    with torch.no_grad():
+        before = g(x)
+        weights = dict(g.named_parameters())
+        for name, (h0, h1, w0, w1) in live.items():
+            keep = torch.zeros_like(weights[name])
+            keep[..., h0:h1, w0:w1] = 1
+            weights[name].mul_(keep)
+        assert torch.allclose(g(x), before, rtol=1e-5, atol=1e-5)
+        # A live tap does matter.
+        weights["down.3.1.weight"][..., rows[0], cols[0]] += 1
+        assert not torch.allclose(g(x), before, rtol=1e-3, atol=1e-3)
+
+
 def test_unet_dropout_as_pix2pix():
     # Dropout sits in the decoders of levels 4 .. depth-2: three at depth 8, none at 5.
     def dropouts(depth):

@@ -132,12 +132,19 @@ def save_generator(state: dict[str, Any], run: str | os.PathLike) -> Path:
 
 def generator_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """G's weights from a checkpoint, an export or a packed export (:func:`pack_generator`:
-    its int8 tensors times their scales)."""
+    its int8 tensors times their scales, each kernel's dropped taps back as zeros)."""
     weights = dict(state.get("ema") or state["generator"])
     scales = state.get("int8_scales", {})
+    taps = state.get("int8_taps", {})
     for name, q in state.get("int8", {}).items():
         scale = scales[name].float().view(-1, *([1] * (q.dim() - 1)))
-        weights[name] = q.float() * scale
+        w = q.float() * scale
+        if name in taps:
+            h0, h1, w0, w1, kh, kw = taps[name]
+            full = torch.zeros(*w.shape[:-2], kh, kw)
+            full[..., h0:h1, w0:w1] = w
+            w = full
+        weights[name] = w
     return weights
 
 
@@ -147,6 +154,9 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
     ``generator.pt``, ``last.pt`` or ``step-*.pt``) with every weight of ``min_size`` or
     more values stored as int8, one scale (fp16) per slice of its first dimension, and
     the rest as fp16; config, metadata, pitch ranges and decoding settings as they were.
+    Kernel taps that never meet a real cell at the model's input size
+    (:meth:`~musicpairs.model.unet.UNet.live_taps`: a tenth of the weights of a U-Net on
+    all 128 pitch rows) are left out, and read back as zeros: G gives the same output.
     Read back with :func:`load_generator` (``weights_only=True``, like every checkpoint).
     With ``tune_on`` (a dataset of the same task and shapes), the decoding settings are
     tuned again on its valid split, on the packed weights, and stored instead.
@@ -155,14 +165,20 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
         ``bytes`` written, ``values`` quantized and their largest ``max_error`` (absolute,
         against the fp32 weights).
     """
-    _, _, _, state = load_generator(source)  # the weights fit the config, or it raises
-    kept, packed, scales = {}, {}, {}
+    generator, meta, cfg, state = load_generator(source)  # the weights fit, or it raises
+    lo, hi = cfg.rows
+    live = generator.live_taps(hi - lo, meta.source_shape[-1])
+    kept, packed, scales, taps = {}, {}, {}, {}
     worst = 0.0
     for name, w in generator_weights(state).items():
         if not w.is_floating_point() or w.numel() < min_size or w.dim() < 2:
             kept[name] = w.half() if w.is_floating_point() else w
             continue
         w = w.float()
+        if name in live:
+            h0, h1, w0, w1 = live[name]
+            taps[name] = [h0, h1, w0, w1, *w.shape[-2:]]
+            w = w[..., h0:h1, w0:w1]
         peak = w.abs().flatten(1).amax(dim=1)  # per slice of dim 0
         scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak)).half().float()
         q = torch.round(w / scale.view(-1, *([1] * (w.dim() - 1)))).clamp(-127, 127)
@@ -172,7 +188,7 @@ def pack_generator(source: str | os.PathLike, out: str | os.PathLike, *,
     export = {"format": FORMAT, "version": VERSION, "kind": "generator",
               **{k: state[k] for k in ("config", "meta", "step", "decode", "pitch_ranges")
                  if k in state},
-              "generator": kept, "int8": packed, "int8_scales": scales}
+              "generator": kept, "int8": packed, "int8_scales": scales, "int8_taps": taps}
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     with tmp.open("wb") as f:

@@ -29,6 +29,21 @@ def max_depth(height: int, width: int) -> int:
     return depth
 
 
+def _live(n_in: int, n_out: int, transposed: bool, kernel: int = 4, stride: int = 2,
+          padding: int = 1) -> tuple[int, int]:
+    """The kernel taps [first, last + 1) of a convolution from ``n_in`` to ``n_out`` cells
+    along one side that ever meet a real cell: one the input has (a convolution; the
+    others only read the zero padding) or one the output keeps (a transposed
+    convolution; the others only write what is cropped)."""
+    if transposed:
+        live = [t for t in range(kernel)
+                if any(0 <= i * stride - padding + t < n_out for i in range(n_in))]
+    else:
+        live = [t for t in range(kernel)
+                if any(0 <= o * stride - padding + t < n_in for o in range(n_out))]
+    return live[0], live[-1] + 1
+
+
 class UNet(nn.Module):
     """U-Net: ``depth`` 4x4 stride-2 convolutions down, as many transposed ones up, each
     decoder level joined to its encoder twin by a skip connection.
@@ -90,6 +105,27 @@ class UNet(nn.Module):
                 if dropout and 4 <= i <= depth - 2:
                     up.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*up))
+
+    def live_taps(self, height: int, width: int) -> dict[str, tuple[int, int, int, int]]:
+        """For an input of ``height`` x ``width``: each convolution weight (by state-dict
+        name) with kernel taps that never meet a real cell, and the rows and columns
+        ``(h0, h1, w0, w1)`` of its kernel that do. Where a level halves a side of 2 to 1
+        (and back up), half the kernel's taps on that side only ever read zero padding
+        or write outside the output: at this size the weights there do nothing, and
+        zeroing them changes no output."""
+        out = {}
+        for i in range(self.depth):
+            for name, block, transposed in ((f"down.{i}", self.down[i], False),
+                                            (f"up.{i}", self.up[i], True)):
+                k = next(k for k, m in enumerate(block)
+                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+                big, small = (height >> i, width >> i), (height >> (i + 1), width >> (i + 1))
+                n_in, n_out = (small, big) if transposed else (big, small)
+                taps = (*_live(n_in[0], n_out[0], transposed),
+                        *_live(n_in[1], n_out[1], transposed))
+                if taps != (0, 4, 0, 4):
+                    out[f"{name}.{k}.weight"] = taps
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         side = 2**self.depth
