@@ -140,7 +140,7 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
 
     The search is by coordinates: from the defaults, each setting in turn takes its
     best value with the others held, for up to ``rounds`` rounds or until a round
-    changes nothing (about 30 decodings a round, not the grid's ~8,000). With ``starts``
+    changes nothing (about 40 decodings a round, not the grid's ~17,500). With ``starts``
     (per channel, settings found elsewhere, e.g. on G's own output) the search also runs
     from there and the better end is kept: a search from one start can end on a poor
     local optimum that a slightly different model's would not.
