@@ -29,8 +29,8 @@ def max_depth(height: int, width: int) -> int:
     return depth
 
 
-def _live(n_in: int, n_out: int, transposed: bool, kernel: int = 4, stride: int = 2,
-          padding: int = 1) -> tuple[int, int]:
+def _live(n_in: int, n_out: int, transposed: bool, kernel: int, stride: int,
+          padding: int) -> tuple[int, int]:
     """The kernel taps [first, last + 1) of a convolution from ``n_in`` to ``n_out`` cells
     along one side that ever meet a real cell: one the input has (a convolution; the
     others only read the zero padding) or one the output keeps (a transposed
@@ -117,13 +117,14 @@ class UNet(nn.Module):
         for i in range(self.depth):
             for name, block, transposed in ((f"down.{i}", self.down[i], False),
                                             (f"up.{i}", self.up[i], True)):
-                k = next(k for k, m in enumerate(block)
-                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+                k, conv = next((k, m) for k, m in enumerate(block)
+                               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
                 big, small = (height >> i, width >> i), (height >> (i + 1), width >> (i + 1))
                 n_in, n_out = (small, big) if transposed else (big, small)
-                taps = (*_live(n_in[0], n_out[0], transposed),
-                        *_live(n_in[1], n_out[1], transposed))
-                if taps != (0, 4, 0, 4):
+                taps = tuple(t for d in (0, 1) for t in _live(
+                    n_in[d], n_out[d], transposed, conv.kernel_size[d], conv.stride[d],
+                    conv.padding[d]))
+                if taps != (0, conv.kernel_size[0], 0, conv.kernel_size[1]):
                     out[f"{name}.{k}.weight"] = taps
         return out
 

@@ -32,6 +32,7 @@ from musicpairs.shards import ShardMeta
 
 log = logging.getLogger(__name__)
 
+
 def _near(cells: np.ndarray, other: np.ndarray, tolerance: int) -> int:
     """How many of ``cells`` (bool [..., W]) have an ``other`` cell of the same pitch at
     most ``tolerance`` steps away."""
@@ -158,8 +159,9 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
     """
     out = []
     for c, pitch_range in enumerate(pitch_ranges):
-        p = probs[:, PLANES * c : PLANES * (c + 1)].astype(np.float32) / LEVELS
-        onset, frame = np.ascontiguousarray(p[:, ONSET_P]), np.ascontiguousarray(p[:, FRAME_P])
+        # Only the onset and frame planes: scores need no velocities.
+        onset, frame = (probs[:, PLANES * c + plane].astype(np.float32) / LEVELS
+                        for plane in (ONSET_P, FRAME_P))
         truth = real[:, 2 * c : 2 * c + 2]
         seen: dict[tuple, tuple] = {}
 
@@ -167,7 +169,6 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
                   pitch_range=pitch_range, seen=seen) -> tuple:
             key = tuple(settings[k] for k in DECODE_GRID)
             if key not in seen:
-                # Scores read only where notes sound and start: no velocities needed.
                 sounding, struck = note_cells(onset, frame, pitch_range=pitch_range,
                                               **settings)
                 planes = np.stack([sounding, sounding], axis=1)
