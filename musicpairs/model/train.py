@@ -366,17 +366,20 @@ class Pix2Pix:
 # The run
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), starting the process group when torchrun asked for one."""
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group), starting it
+    when torchrun asked for one."""
     world = int(os.environ.get("WORLD_SIZE", 1))
+    started = False
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         torch.distributed.init_process_group(backend)
+        started = True
     if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), started
+    return 0, 1, started
 
 
 def _gather(obj: Any, world: int) -> list[Any]:
@@ -405,7 +408,7 @@ def train(cfg: TrainConfig, *, resume: bool = False,
         TrainError: The run folder is in the way, or the resume does not fit.
         LoaderError: The dataset cannot be streamed.
     """
-    rank, world = _distributed()
+    rank, world, started_group = _distributed()
     if stop_at is not None and world > 1:
         raise TrainError("stop_at is for one process: ranks would stop at different steps")
     device = resolve_device(cfg.device)
@@ -510,6 +513,12 @@ def train(cfg: TrainConfig, *, resume: bool = False,
             resume = False
     if logs:
         logs.close()
+    if world > 1:
+        # Every rank leaves together, once rank 0 has written the last checkpoint: a rank
+        # whose process ends with the group still open can abort (gloo's threads).
+        torch.distributed.barrier()
+        if started_group:
+            torch.distributed.destroy_process_group()
     return {"out": str(run), "step": step, "total_steps": total, "epoch": epoch,
             "seconds": time.perf_counter() - started, **last}
 
