@@ -165,6 +165,41 @@ def test_decoding_scores_and_tuning_by_hand():
     assert ranged["pitch_range"] == [55, 61] and ranged["onset_f1"] == 1.0
 
 
+def test_tuning_asks_for_the_real_pitch_classes_per_bar():
+    # Three bars of sixteenths. The real part: C E D G C | C F A C | C E G C (13 notes,
+    # UPC 10/3). G is sure of every note but bar 1's two 2-step notes, E and D, which it
+    # swaps (each starts two steps off) at probability 0.6: an onset threshold over 0.6
+    # drops both, which raises frame and onset F1 and keeps 11/13 of the notes, but
+    # leaves bar 1 with two pitch classes (UPC 8/3, 20 % under the real 10/3).
+    bar1 = [(60, 0, 4), (64, 4, 6), (62, 6, 8), (67, 8, 12), (60, 12, 16)]
+    rest = [(60, 16, 20), (65, 20, 24), (69, 24, 28), (60, 28, 32),
+            (60, 32, 36), (64, 36, 40), (67, 40, 44), (60, 44, 48)]
+    real = np.zeros((1, 2, 128, 48), np.uint8)
+    probs = np.zeros((1, 3, 128, 48), np.float32)
+    swapped = {(64, 4, 6): (64, 6, 8), (62, 6, 8): (62, 4, 6)}
+    for note in bar1 + rest:
+        pitch, start, end = note
+        real[0, ONSET, pitch, start], real[0, FRAME, pitch, start:end] = 90, 90
+        p = 0.6 if note in swapped else 0.9
+        pitch, start, end = swapped.get(note, note)
+        probs[0, 0, pitch, start], probs[0, 1, pitch, start:end] = p, p
+    probs[0, 2] = 0.7
+    levels = np.rint(probs * 255).astype(np.uint8)
+    (by_f1,) = tune_decoding(levels, real, [None])
+    assert by_f1["onset_threshold"] > 0.6 and by_f1["pitch_classes_per_bar"] is None
+    (by_upc,) = tune_decoding(levels, real, [None], bar_steps=[16])
+    assert by_upc["onset_threshold"] <= 0.6 and by_upc["note_ratio"] == 1.0
+    assert by_upc["pitch_classes_per_bar"] == by_upc["real_pitch_classes_per_bar"] == 10 / 3
+    assert by_upc["onset_f1"] < by_f1["onset_f1"]
+    # UPC is scored as evaluate's ScoreSheet scores it.
+    decoded = decode_channel(probs[:, 0], probs[:, 1], probs[:, 2],
+                             onset_threshold=by_f1["onset_threshold"], frame_threshold=0.5)
+    sheet = ScoreSheet(("accompaniment",), 4)
+    sheet.add(decoded, real)
+    upc = sheet.result()["channels"]["accompaniment"]["pitch_classes_per_bar"]
+    assert decoding_scores(decoded, real, bar_steps=16)["pitch_classes_per_bar"] == upc == 8 / 3
+
+
 def test_decoding_takes_settings_per_channel():
     probs = np.zeros((6, 128, 8), np.float32)
     probs[0, 60, 0] = probs[1, 60, :4] = 0.4  # channel 0

@@ -14,7 +14,7 @@ import torch
 
 from musicpairs.config import TrainConfig
 from musicpairs.loader import LoaderError, PairStream
-from musicpairs.model.metrics import POLYPHONY_BINS, f1_scores
+from musicpairs.model.metrics import POLYPHONY_BINS, bar_chroma, f1_scores
 from musicpairs.model.rolls import (
     DECODE_GRID,
     DEFAULT_DECODE,
@@ -76,14 +76,23 @@ def qualified_share(planes: np.ndarray, steps: int) -> float:
     return int(np.count_nonzero(still)) / notes if notes else 1.0
 
 
+def pitch_classes_per_bar(frames: np.ndarray, bar_steps: int) -> float | None:
+    """UPC as :class:`~musicpairs.model.metrics.ScoreSheet` counts it: pitch classes
+    sounding per non-empty bar of frame planes [N, 128, W] (None: no bar sounds)."""
+    chroma = bar_chroma(frames, bar_steps)
+    full = int(np.count_nonzero(chroma.sum(-1)))
+    return int(np.count_nonzero(chroma)) / full if full else None
+
+
 def decoding_scores(planes: np.ndarray, real: np.ndarray, tolerance: int = 1,
-                    qualified_steps: int = 2) -> dict[str, Any]:
+                    qualified_steps: int = 2, bar_steps: int | None = None) -> dict[str, Any]:
     """Scores of one channel's decoded planes against the real ones (uint8 [N, 2, 128,
     W]), for tuning: frame (tp, fp, fn) and F1; onset precision (generated onsets with a
     real one of the same pitch within ``tolerance`` steps), recall (the converse) and
     their F1; the ratio of decoded to real notes; the total variation distance of the
-    polyphony histograms; and the qualified-note rates (notes at least
-    ``qualified_steps`` long) of both."""
+    polyphony histograms; the qualified-note rates (notes at least ``qualified_steps``
+    long) of both; and with ``bar_steps``, the pitch classes per non-empty bar of both
+    (:func:`pitch_classes_per_bar`; None without ``bar_steps``)."""
     gen_frame, real_frame = planes[:, FRAME] > 0, real[:, FRAME] > 0
     tp = int(np.count_nonzero(gen_frame & real_frame))
     counts = [tp, int(np.count_nonzero(gen_frame)) - tp, int(np.count_nonzero(real_frame)) - tp]
@@ -98,26 +107,40 @@ def decoding_scores(planes: np.ndarray, real: np.ndarray, tolerance: int = 1,
             "polyphony_tv": float(0.5 * np.abs(ours / max(ours.sum(), 1)
                                                - theirs / max(theirs.sum(), 1)).sum()),
             "qualified_notes": qualified_share(planes, qualified_steps),
-            "real_qualified_notes": qualified_share(real, qualified_steps)}
+            "real_qualified_notes": qualified_share(real, qualified_steps),
+            **{f"{who}pitch_classes_per_bar": (None if bar_steps is None else
+                                                pitch_classes_per_bar(p[:, FRAME], bar_steps))
+               for who, p in (("", planes), ("real_", real))}}
 
 
 #: What tuning asks of the decoded valid notes before it compares F1: a note count
 #: within these bounds of the real targets', a polyphony histogram within this total
-#: variation distance of theirs, and a qualified-note rate within this of theirs.
+#: variation distance of theirs, a qualified-note rate within this of theirs, and
+#: pitch classes per bar (UPC, when scored) within these bounds of theirs.
 NOTE_RATIO = (0.8, 1.25)
 POLYPHONY_TV = 0.25
 QUALIFIED_GAP = 0.05
+UPC_RATIO = (0.9, 1.1)
+
+
+def _outside(ratio: float, bounds: tuple[float, float]) -> float:
+    """How far (in log ratio) ``ratio`` lies outside ``bounds`` (0: inside)."""
+    ratio, (low, high) = max(ratio, 1e-6), bounds
+    return max(0.0, np.log(low / ratio)) + max(0.0, np.log(ratio / high))
 
 
 def _shortfall(scores: dict[str, Any]) -> float:
-    """How far decoded notes miss :data:`NOTE_RATIO`, :data:`POLYPHONY_TV` and
-    :data:`QUALIFIED_GAP` (0: within all three)."""
-    ratio = max(scores["note_ratio"], 1e-6)
-    low, high = NOTE_RATIO
+    """How far decoded notes miss :data:`NOTE_RATIO`, :data:`POLYPHONY_TV`,
+    :data:`QUALIFIED_GAP` and :data:`UPC_RATIO` (0: within all four)."""
     gap = abs(scores["qualified_notes"] - scores["real_qualified_notes"])
-    return (max(0.0, np.log(low / ratio)) + max(0.0, np.log(ratio / high))
-            + max(0.0, scores["polyphony_tv"] - POLYPHONY_TV)
-            + max(0.0, gap - QUALIFIED_GAP))
+    out = (_outside(scores["note_ratio"], NOTE_RATIO)
+           + max(0.0, scores["polyphony_tv"] - POLYPHONY_TV)
+           + max(0.0, gap - QUALIFIED_GAP))
+    upc, real_upc = (scores.get(k) for k in ("pitch_classes_per_bar",
+                                             "real_pitch_classes_per_bar"))
+    if real_upc:  # no real bar sounds, or UPC not scored (drums): no bound
+        out += _outside((upc or 0.0) / real_upc, UPC_RATIO)
+    return out
 
 
 def _rank(channels: list[dict[str, Any]]) -> tuple[float, float]:
@@ -129,12 +152,13 @@ def _rank(channels: list[dict[str, Any]]) -> tuple[float, float]:
 
 def tune_decoding(probs: np.ndarray, real: np.ndarray,
                   pitch_ranges: list[list[int] | None], *, rounds: int = 3,
-                  qualified_steps: int = 2,
+                  qualified_steps: int = 2, bar_steps: list[int | None] | None = None,
                   starts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per target channel, the decoding settings (values from ``DECODE_GRID``) that
     score best on these pairs: among the settings whose notes look like the real ones
-    in number, polyphony and length (:data:`NOTE_RATIO`, :data:`POLYPHONY_TV`,
-    :data:`QUALIFIED_GAP`; notes of ``qualified_steps`` or more qualify), the best mean
+    in number, polyphony, length and pitch classes per bar (:data:`NOTE_RATIO`,
+    :data:`POLYPHONY_TV`, :data:`QUALIFIED_GAP`, :data:`UPC_RATIO`; notes of
+    ``qualified_steps`` or more qualify; UPC over bars of ``bar_steps[c]``), the best mean
     of frame F1 and onset F1; while no setting does, the one that misses those bounds
     least. (F1 alone rewards sounding every likely pitch at once: a model unsure
     between four chords scores best by playing all four.)
@@ -150,12 +174,15 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
         probs: uint8 [N, 3C, 128, W], probabilities * 255.
         real: uint8 [N, 2C, 128, W], the real targets.
         pitch_ranges: Per channel, the pitch range decoding keeps (or None: all).
+        bar_steps: Per channel, the steps of a bar, or None where UPC is not asked
+            (drums); None: not asked of any.
 
     Returns:
         One dict per channel: the settings (``onset_threshold``, ``frame_threshold``,
         ``restrike_threshold``, ``max_voices``, ``min_steps``), ``pitch_range``, and the
         scores reached (``frame_f1``, ``onset_f1``, ``frame_counts``, ``note_ratio``,
-        ``polyphony_tv``).
+        ``polyphony_tv``, ``qualified_notes``, ``pitch_classes_per_bar`` and the real
+        targets' values of the last two).
     """
     out = []
     for c, pitch_range in enumerate(pitch_ranges):
@@ -163,17 +190,19 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
         onset, frame = (probs[:, PLANES * c + plane].astype(np.float32) / LEVELS
                         for plane in (ONSET_P, FRAME_P))
         truth = real[:, 2 * c : 2 * c + 2]
+        bar = None if bar_steps is None else bar_steps[c]
         seen: dict[tuple, tuple] = {}
 
         def score(settings: dict[str, Any], onset=onset, frame=frame, truth=truth,
-                  pitch_range=pitch_range, seen=seen) -> tuple:
+                  pitch_range=pitch_range, bar=bar, seen=seen) -> tuple:
             key = tuple(settings[k] for k in DECODE_GRID)
             if key not in seen:
                 sounding, struck = note_cells(onset, frame, pitch_range=pitch_range,
                                               **settings)
                 planes = np.stack([sounding, sounding], axis=1)
                 planes[:, ONSET] = struck
-                scores = decoding_scores(planes, truth, qualified_steps=qualified_steps)
+                scores = decoding_scores(planes, truth, qualified_steps=qualified_steps,
+                                         bar_steps=bar)
                 seen[key] = ((-_shortfall(scores),
                               (scores["frame_f1"] + scores["onset_f1"]) / 2), scores)
             return seen[key]
@@ -271,11 +300,14 @@ class Validator:
         fixed = f1_scores((tp, int(np.count_nonzero(frame_p)) - tp,
                            int(np.count_nonzero(truth)) - tp))
         qualified_steps = max(1, self.meta.steps_per_beat // 2)
+        # UPC as evaluate scores it: over 4-beat bars, and not for drums.
+        bar_steps = [None if name == "drums" else 4 * self.meta.steps_per_beat
+                     for name in self.meta.target_channels]
         every = {k: own if k == 0 else np.concatenate(probs[k]) for k in TRANSPOSITIONS}
         tuned: dict[int, list[dict[str, Any]]] = {}
         for k, p in every.items():  # G's own output first: its settings start the others'
             tuned[k] = tune_decoding(p, real, model.pitch_ranges(),
-                                     qualified_steps=qualified_steps,
+                                     qualified_steps=qualified_steps, bar_steps=bar_steps,
                                      starts=tuned.get(TRANSPOSITIONS[0]))
         # max() keeps the first of equals: the fewest passes of G that score best.
         best = max(TRANSPOSITIONS, key=lambda k: _rank(tuned[k]))
