@@ -97,6 +97,14 @@ def bar_chroma(frames: np.ndarray, bar_steps: int) -> np.ndarray:
     return chroma.transpose(0, 2, 1)
 
 
+def pitch_classes_per_bar(frames: np.ndarray, bar_steps: int) -> float | None:
+    """UPC as :class:`ScoreSheet` counts it: pitch classes sounding per non-empty bar of
+    frame planes [B, 128, W] (None: no bar sounds)."""
+    chroma = bar_chroma(frames, bar_steps)
+    full = int(np.count_nonzero(chroma.sum(-1)))
+    return int(np.count_nonzero(chroma)) / full if full else None
+
+
 def tonal_centroids(chroma: np.ndarray) -> np.ndarray:
     """[..., 12] chroma -> [..., 6] tonal centroids (L1-normalised chroma; 0 for silence)."""
     total = chroma.sum(-1, keepdims=True)

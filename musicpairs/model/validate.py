@@ -14,7 +14,7 @@ import torch
 
 from musicpairs.config import TrainConfig
 from musicpairs.loader import LoaderError, PairStream
-from musicpairs.model.metrics import POLYPHONY_BINS, bar_chroma, f1_scores
+from musicpairs.model.metrics import POLYPHONY_BINS, f1_scores, pitch_classes_per_bar
 from musicpairs.model.rolls import (
     DECODE_GRID,
     DEFAULT_DECODE,
@@ -76,23 +76,28 @@ def qualified_share(planes: np.ndarray, steps: int) -> float:
     return int(np.count_nonzero(still)) / notes if notes else 1.0
 
 
-def pitch_classes_per_bar(frames: np.ndarray, bar_steps: int) -> float | None:
-    """UPC as :class:`~musicpairs.model.metrics.ScoreSheet` counts it: pitch classes
-    sounding per non-empty bar of frame planes [N, 128, W] (None: no bar sounds)."""
-    chroma = bar_chroma(frames, bar_steps)
-    full = int(np.count_nonzero(chroma.sum(-1)))
-    return int(np.count_nonzero(chroma)) / full if full else None
+def target_scores(real: np.ndarray, qualified_steps: int = 2,
+                  bar_steps: int | None = None) -> dict[str, Any]:
+    """What :func:`decoding_scores` compares decoded notes with that depends on the real
+    planes alone: their qualified-note rate and, with ``bar_steps``, their pitch classes
+    per non-empty bar (None without)."""
+    return {"real_qualified_notes": qualified_share(real, qualified_steps),
+            "real_pitch_classes_per_bar": (None if bar_steps is None else
+                                           pitch_classes_per_bar(real[:, FRAME], bar_steps))}
 
 
 def decoding_scores(planes: np.ndarray, real: np.ndarray, tolerance: int = 1,
-                    qualified_steps: int = 2, bar_steps: int | None = None) -> dict[str, Any]:
+                    qualified_steps: int = 2, bar_steps: int | None = None,
+                    reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """Scores of one channel's decoded planes against the real ones (uint8 [N, 2, 128,
     W]), for tuning: frame (tp, fp, fn) and F1; onset precision (generated onsets with a
     real one of the same pitch within ``tolerance`` steps), recall (the converse) and
     their F1; the ratio of decoded to real notes; the total variation distance of the
     polyphony histograms; the qualified-note rates (notes at least ``qualified_steps``
     long) of both; and with ``bar_steps``, the pitch classes per non-empty bar of both
-    (:func:`pitch_classes_per_bar`; None without ``bar_steps``)."""
+    (:func:`~musicpairs.model.metrics.pitch_classes_per_bar`; None without
+    ``bar_steps``). ``reference``: :func:`target_scores` of ``real``, when already
+    computed (tuning scores many decodings against the same targets)."""
     gen_frame, real_frame = planes[:, FRAME] > 0, real[:, FRAME] > 0
     tp = int(np.count_nonzero(gen_frame & real_frame))
     counts = [tp, int(np.count_nonzero(gen_frame)) - tp, int(np.count_nonzero(real_frame)) - tp]
@@ -107,10 +112,9 @@ def decoding_scores(planes: np.ndarray, real: np.ndarray, tolerance: int = 1,
             "polyphony_tv": float(0.5 * np.abs(ours / max(ours.sum(), 1)
                                                - theirs / max(theirs.sum(), 1)).sum()),
             "qualified_notes": qualified_share(planes, qualified_steps),
-            "real_qualified_notes": qualified_share(real, qualified_steps),
-            **{f"{who}pitch_classes_per_bar": (None if bar_steps is None else
-                                                pitch_classes_per_bar(p[:, FRAME], bar_steps))
-               for who, p in (("", planes), ("real_", real))}}
+            "pitch_classes_per_bar": (None if bar_steps is None else
+                                      pitch_classes_per_bar(planes[:, FRAME], bar_steps)),
+            **(reference or target_scores(real, qualified_steps, bar_steps))}
 
 
 #: What tuning asks of the decoded valid notes before it compares F1: a note count
@@ -191,10 +195,12 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
                         for plane in (ONSET_P, FRAME_P))
         truth = real[:, 2 * c : 2 * c + 2]
         bar = None if bar_steps is None else bar_steps[c]
+        reference = target_scores(truth, qualified_steps, bar)  # once, not per setting
         seen: dict[tuple, tuple] = {}
 
         def score(settings: dict[str, Any], onset=onset, frame=frame, truth=truth,
-                  pitch_range=pitch_range, bar=bar, seen=seen) -> tuple:
+                  pitch_range=pitch_range, bar=bar, reference=reference,
+                  seen=seen) -> tuple:
             key = tuple(settings[k] for k in DECODE_GRID)
             if key not in seen:
                 sounding, struck = note_cells(onset, frame, pitch_range=pitch_range,
@@ -202,7 +208,7 @@ def tune_decoding(probs: np.ndarray, real: np.ndarray,
                 planes = np.stack([sounding, sounding], axis=1)
                 planes[:, ONSET] = struck
                 scores = decoding_scores(planes, truth, qualified_steps=qualified_steps,
-                                         bar_steps=bar)
+                                         bar_steps=bar, reference=reference)
                 seen[key] = ((-_shortfall(scores),
                               (scores["frame_f1"] + scores["onset_f1"]) / 2), scores)
             return seen[key]
