@@ -44,7 +44,7 @@ SHINGLE_INTERVALS = 7
 MIN_DISTINCT_INTERVALS = 4
 DEFAULT_THRESHOLD = 24
 DEFAULT_MAX_DF = 256
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: lyric shingles
 _STEPS_PER_BEAT = 4
 _BASS_PROGRAMS = range(32, 40)
 _EFFECT_PROGRAMS = range(112, 128)
@@ -144,7 +144,8 @@ def fingerprint_tracks(tracks: Iterable[TrackLine], ticks_per_quarter: int) -> n
 
 
 def fingerprint_score(score) -> np.ndarray:
-    """The fingerprint of a :class:`musicpairs.midi.Score` (any parser).
+    """The melodic fingerprint of a :class:`musicpairs.midi.Score` (any parser); lyric
+    shingles need the file's bytes (``fingerprint_midi``).
 
     Returns:
         uint32 [K]: sorted, unique shingle hashes.
@@ -154,8 +155,9 @@ def fingerprint_score(score) -> np.ndarray:
     return fingerprint_tracks(lines, score.ticks_per_quarter)
 
 
-def fingerprint_midi(data: bytes, name: str = "") -> np.ndarray:
-    """The fingerprint of MIDI bytes, parsed by symusic without building a Score.
+def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.ndarray:
+    """The fingerprint of MIDI bytes, parsed by symusic without building a Score: its
+    melodic shingles and (``lyrics``) its lyric shingles (``lyrics.py``).
 
     Raises:
         MidiReadError: The bytes are not a MIDI file symusic can read.
@@ -182,7 +184,12 @@ def fingerprint_midi(data: bytes, name: str = "") -> np.ndarray:
             continue
         arr = t.notes.numpy()
         lines.append(TrackLine(int(t.program), arr["time"], arr["pitch"]))
-    return fingerprint_tracks(lines, tpq)
+    melodic = fingerprint_tracks(lines, tpq)
+    if not lyrics:
+        return melodic
+    from musicpairs.lyrics import lyric_shingles
+
+    return np.union1d(melodic, lyric_shingles(data))
 
 
 # --------------------------------------------------------------------------------------

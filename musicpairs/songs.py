@@ -130,7 +130,7 @@ def fingerprint_corpus(corpus, limit: int | None, songs_per_partition: int, fold
         nonlocal batch, index
         # Without content, a task only hashes files whose md5 the corpus does not give.
         needed = content or any(not source.md5 for _, source in batch)
-        if needed and batch and not (folder / f"part-{index:05d}.parquet").is_file():
+        if needed and batch and not _current(folder / f"part-{index:05d}.parquet"):
             submit(fingerprint_partition, index, batch, str(folder), content)
         batch = []
         index += 1
@@ -148,6 +148,17 @@ def fingerprint_corpus(corpus, limit: int | None, songs_per_partition: int, fold
             flush()
     flush()
     return files
+
+
+def _current(path: Path) -> bool:
+    """Whether a fingerprint table is on disk, written by this version of the shingles
+    (a build resumed after an upgrade computes the others again)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return False
+    meta = pq.read_schema(path).metadata or {}
+    return meta.get(b"musicpairs_fingerprint") == str(FINGERPRINT_VERSION).encode()
 
 
 def group_corpus(files: FileList, folder: Path, *, mode: str, threshold: int,
