@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from musicpairs.build import split_of
-from musicpairs.dedup import group_files, read_group_lists
+from musicpairs.dedup import group_files
 from musicpairs.errors import MidiReadError
+from musicpairs.grouplists import read_group_lists
 
 
 def _fingerprints(files: list[Path], folder: Path) -> tuple[list[str], np.ndarray]:

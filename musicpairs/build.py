@@ -418,7 +418,7 @@ def build(
     t0 = time.perf_counter()
     corpus = make_corpus(cfg.src, cfg.path, group_by=cfg.group_by)  # fails before any write
     if cfg.groups:
-        from musicpairs.dedup import read_group_lists
+        from musicpairs.grouplists import read_group_lists
 
         try:
             read_group_lists(cfg.groups)

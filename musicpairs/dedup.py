@@ -15,13 +15,18 @@ copies keep is the tune. A file's fingerprint is the set of its melodic shingles
   trills and two-note figures say little about which song it is). Bass tracks (GM
   programs 32-39) give shingles of their own kind. Each shingle is kept as a 32-bit hash;
   a Lakh file has a few hundred to a few thousand.
+* A file that sings its words (a karaoke file, lyric events) adds its lyric shingles:
+  runs of 5 words (``lyrics.py``). Versions that share no stretch of tune (a solo-piano
+  karaoke arrangement against a band's) still share their words.
 
 Two files are versions of one song when they share at least ``threshold`` shingles
 (default 24) and at least 1.5 % of the smaller file's. Shingles held by more than
 ``max_df`` files are generic figures and are not counted. Songs are the connected
 components of those links, of the corpus's own songs (a Lakh MSD id, a ``clean_midi``
 title) and of identical bytes. Counting is exact and out of core: shingles are spilled to
-disk in hash buckets and counted one bucket at a time.
+disk in hash buckets and counted one bucket at a time. Files holding exactly an earlier
+file's shingles (twins: a copy re-saved, retitled, transposed) are linked to it at once and
+stand for it in the counting, which then sees each distinct fingerprint once.
 
 Where this is weak, measured (README, "Songs and near-duplicates"): versions that share
 no stretch of tune (a solo-piano transcription against a band arrangement with another
@@ -33,7 +38,6 @@ corpus's own songs are kept and only near-identical copies are reported.
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,73 +196,6 @@ def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.nda
     return np.union1d(melodic, lyric_shingles(data))
 
 
-# --------------------------------------------------------------------------------------
-# Published duplicate lists
-
-
-_MD5 = re.compile(r"[0-9a-f]{32}")
-
-
-def read_group_lists(path: str | Path) -> list[list[str]]:
-    """Groups of files (by md5) from a published near-duplicate list.
-
-    Two JSON layouts are read, both as the ISMIR 2025 Lakh de-duplication lists write
-    them, files named ``<h>__<md5>`` (``lmd_full/<h>/<md5>.mid``) or by path:
-
-    * ``{"h__md5": ["h__md5", ...]}``: a file and its duplicates;
-    * ``{"artist__title": {"survived_file": "h__md5", "remove_file_list": [...]}}``.
-
-    A plain ``{"name": ["md5", ...]}`` reads as the first layout.
-
-    Raises:
-        ValueError: The file is not JSON in either layout, or names no md5.
-
-    Returns:
-        The groups, each a sorted list of md5s; groups that share a file are merged.
-    """
-    import json
-
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read a duplicate list: {e}") from e
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a duplicate list is a JSON object, got {type(doc).__name__}")
-
-    def md5s(*entries) -> list[str]:
-        found = []
-        for entry in entries:
-            hit = _MD5.findall(str(entry).lower())
-            if not hit:
-                raise ValueError(f"{path}: {entry!r} names no md5")
-            found.append(hit[-1])
-        return found
-
-    raw: list[list[str]] = []
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            if "survived_file" not in value:
-                raise ValueError(f"{path}: {key!r} has no 'survived_file'")
-            raw.append(md5s(value["survived_file"], *value.get("remove_file_list", [])))
-        elif isinstance(value, list):
-            head = md5s(key) if _MD5.search(str(key).lower()) else []
-            raw.append(head + md5s(*value))
-        else:
-            raise ValueError(f"{path}: {key!r} is neither a list nor a survived_file entry")
-    if not any(raw):
-        raise ValueError(f"{path}: names no files")
-    # Merge groups that share a file, as overlapping published clusters do.
-    index = {m: i for i, m in enumerate(sorted({m for g in raw for m in g}))}
-    uf = UnionFind(len(index))
-    for g in raw:
-        for m in g[1:]:
-            uf.union(index[g[0]], index[m])
-    merged: dict[int, list[str]] = {}
-    for m, i in index.items():
-        merged.setdefault(uf.find(i), []).append(m)
-    return sorted(sorted(g) for g in merged.values())
-
-
 class UnionFind:
     """Disjoint sets over 0..n-1; the root of a set is its smallest member."""
 
@@ -286,7 +223,8 @@ class UnionFind:
 
 
 def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
-                 n_files: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 n_files: int | None = None, copies: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """How many shingles each pair of files shares, from one bucket of shingles.
 
     Args:
@@ -294,6 +232,8 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
         max_df: Shingles held by more files are not counted.
         n_files: Files in the corpus, when known: up to ``_DENSE_FILES`` of them the
             pairs are counted in an n x n table (one bincount) instead of by sorting.
+        copies: int64 [n_files], how many files each file stands for (itself and its
+            twins left out of the entries), so a shingle's files are counted in full.
 
     Returns:
         (pair keys uint64 [P] = ``low << 32 | high`` file index, counts int64 [P]),
@@ -311,7 +251,8 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
     # Runs of equal hashes: the files that hold one shingle.
     start = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     length = np.diff(np.r_[start, len(h)])
-    keep = (length >= 2) & (length <= max_df)
+    held_by = length if copies is None else np.add.reduceat(copies[f.astype(np.int64)], start)
+    keep = (length >= 2) & (held_by <= max_df)
     run = np.repeat(np.arange(len(start)), length)
     pos = np.flatnonzero(keep[run])
     run = run[pos]
@@ -363,7 +304,7 @@ class Grouping:
             ``content``, ``list`` (``--groups``).
         similarity: float32 [F], shared shingles over the smaller file's shingles,
             against the group's first file (1 for itself; 0 when linked only through
-            other files or by name).
+            other files or by name; 1 for a twin of the first file).
         shingles: int64 [F], shingles per file.
         copies: (file, file, similarity) of cross-song copies found in a corpus whose
             songs are its own (nothing merged there).
@@ -374,6 +315,43 @@ class Grouping:
     similarity: np.ndarray
     shingles: np.ndarray
     copies: list[tuple[int, int, float]]
+
+
+def shingle_digest(shingles: np.ndarray) -> int:
+    """A 63-bit digest of a fingerprint: files with equal digests hold the same shingles
+    (0 for an empty one)."""
+    import hashlib
+
+    if not len(shingles):
+        return 0
+    return int.from_bytes(hashlib.blake2b(shingles.tobytes(), digest_size=8).digest(),
+                          "big") >> 1 or 1
+
+
+def read_digests(folder: str | Path, n_files: int) -> np.ndarray:
+    """int64 [F]: each file's ``shingle_digest`` (0 where a table has none)."""
+    import pyarrow.parquet as pq
+
+    digest = np.zeros(n_files, np.int64)
+    for path in sorted(Path(folder).glob("part-*.parquet")):
+        if "digest" in pq.read_schema(path).names:
+            t = pq.read_table(path, columns=["file", "digest"])
+            digest[t.column("file").to_numpy()] = t.column("digest").to_numpy()
+    return digest
+
+
+def twins(digest: np.ndarray, counts: np.ndarray, threshold: int) -> np.ndarray:
+    """int64 [F]: for each file, the first file holding exactly its shingles (itself when
+    none comes before it). Only fingerprints of at least ``threshold`` shingles count:
+    such twins are versions of each other however the threshold reads."""
+    twin = np.arange(len(digest))
+    big = np.flatnonzero((digest != 0) & (counts >= threshold))
+    if len(big):
+        order = big[np.argsort(digest[big], kind="stable")]
+        d = digest[order]
+        first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+        twin[order] = order[first][np.cumsum(np.r_[True, d[1:] != d[:-1]]) - 1]
+    return twin
 
 
 def read_fingerprints(folder: str | Path, n_files: int) -> tuple[list[str], np.ndarray]:
@@ -395,26 +373,38 @@ def read_fingerprints(folder: str | Path, n_files: int) -> tuple[list[str], np.n
     return md5, counts
 
 
-def _bucketed(folder: str | Path, buckets: int) -> Iterator[Iterator[tuple[np.ndarray,
-                                                                           np.ndarray]]]:
+def _table_entries(path: Path, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle uint32 [K], file uint32 [K]) of one fingerprint table, less ``skip``'s
+    files."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["file", "shingles"])
+    col = t.column("shingles").combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False)
+    lengths = np.diff(col.offsets.to_numpy())
+    files = np.repeat(t.column("file").to_numpy(), lengths)
+    keep = ~skip[files]
+    return values[keep], files[keep].astype(np.uint32)
+
+
+def _bucketed(folder: str | Path, buckets: int, skip: np.ndarray,
+              ) -> Iterator[Iterator[tuple[np.ndarray, np.ndarray]]]:
     """The fingerprint tables' (shingle, file) entries, one bucket of hashes at a time.
 
-    The tables are read once and their entries spilled to one raw file per bucket, so the
-    driver never holds more than a table and a bucket.
+    With more than one bucket the tables are read once and their entries spilled to one
+    raw file per bucket, so the driver never holds more than a table and a bucket.
     """
     import tempfile
 
-    import pyarrow.parquet as pq
-
+    paths = sorted(Path(folder).glob("part-*.parquet"))
+    if buckets == 1:
+        yield (_table_entries(path, skip) for path in paths)
+        return
     with tempfile.TemporaryDirectory(dir=folder) as spill:
         sinks = [(Path(spill) / f"b{b:03d}.bin").open("wb") for b in range(buckets)]
         try:
-            for path in sorted(Path(folder).glob("part-*.parquet")):
-                t = pq.read_table(path, columns=["file", "shingles"])
-                col = t.column("shingles").combine_chunks()
-                values = col.values.to_numpy(zero_copy_only=False)
-                lengths = np.diff(col.offsets.to_numpy())
-                files = np.repeat(t.column("file").to_numpy(), lengths).astype(np.uint32)
+            for path in paths:
+                values, files = _table_entries(path, skip)
                 bucket = values % np.uint32(buckets)
                 order = np.argsort(bucket, kind="stable")
                 cuts = np.searchsorted(bucket[order], np.arange(buckets + 1))
@@ -452,6 +442,8 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
             buckets the counting is split in: 15 for LMD-full's ~120 M shingles).
     """
     n = len(corpus_song)
+    own = np.arange(n)
+    twin = own
     uf = UnionFind(n)
     first_of_song: dict[int, int] = {}
     for f, s in enumerate(corpus_song.tolist()):
@@ -476,8 +468,16 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
             found = sorted(by_md5[m] for m in group if m in by_md5)
             links += [(found[0], f, "list") for f in found[1:]]
     elif mode == "content" and folder is not None:
-        buckets = max(1, -(-int(counts.sum()) // bucket_shingles))
-        found = [shared_pairs(bucket, max_df, n) for bucket in _bucketed(folder, buckets)]
+        # Files holding exactly an earlier file's shingles are linked to it at once and
+        # left out of the counting (Lakh's copies are often the same notes re-saved).
+        twin = twins(read_digests(folder, n), counts, threshold)
+        if not curated:
+            links += [(int(twin[f]), int(f), "content") for f in np.flatnonzero(twin != own)]
+        skip = (twin != own) if not curated else np.zeros(n, bool)
+        buckets = max(1, -(-int(counts[~skip].sum()) // bucket_shingles))
+        stands_for = np.bincount(twin, minlength=n)
+        found = [shared_pairs(bucket, max_df, n, stands_for)
+                 for bucket in _bucketed(folder, buckets, skip)]
         keys = np.concatenate([keys] + [k for k, _ in found])
         if len(keys):                           # a pair's counts, summed over buckets
             order = np.argsort(keys, kind="stable")
@@ -508,10 +508,14 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
     how = ["self" if root[f] == f else "corpus" if song_files[corpus_song[f]] > 1
            else "md5" if md5_files[md5[f]] > 1 else joined_by for f in range(n)]
     similarity = np.ones(n, np.float32)
-    joined = np.flatnonzero(root != np.arange(n))
+    joined = np.flatnonzero(root != own)
     if len(joined):
-        want = (root[joined].astype(np.uint64) << np.uint64(32)) | joined.astype(np.uint64)
+        # Against the root, through a file's twin (the root is never a twin: a twin's
+        # first file comes before it in the same group).
+        other = twin[joined]
+        want = (root[joined].astype(np.uint64) << np.uint64(32)) | other.astype(np.uint64)
         at = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
         hit = (keys[at] == want) if len(keys) else np.zeros(len(want), bool)
-        similarity[joined] = np.where(hit, sim[at] if len(keys) else 0.0, 0.0)
+        similarity[joined] = np.where(other == root[joined], 1.0,
+                                      np.where(hit, sim[at] if len(keys) else 0.0, 0.0))
     return Grouping(root, how, similarity, counts, sorted(copies))

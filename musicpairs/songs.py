@@ -27,9 +27,10 @@ from musicpairs.dedup import (
     fingerprint_midi,
     group_files,
     read_fingerprints,
-    read_group_lists,
+    shingle_digest,
 )
 from musicpairs.errors import MusicpairsError
+from musicpairs.grouplists import read_group_lists
 
 FINGERPRINTS = "fingerprints"
 SONGS_FILE = "songs.parquet"
@@ -103,6 +104,7 @@ def fingerprint_partition(index: int, files: list[tuple[int, object]], folder: s
         "md5": pa.array(md5s, pa.string()),
         "n_shingles": pa.array([len(x) for x in shingles], pa.int32()),
         "shingles": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint32())),
+        "digest": pa.array([shingle_digest(x) for x in shingles], pa.int64()),
         "error": pa.array(errors, pa.string()),
     }, metadata={"musicpairs_fingerprint": str(FINGERPRINT_VERSION)})
     sink = pa.BufferOutputStream()

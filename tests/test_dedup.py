@@ -22,9 +22,10 @@ from musicpairs.dedup import (
     UnionFind,
     fingerprint_midi,
     fingerprint_score,
-    read_group_lists,
+    group_files,
     shared_pairs,
 )
+from musicpairs.grouplists import read_group_lists
 from musicpairs.midi import Notes, Track, read_midi, score_to_midi_bytes
 
 from conftest import synth_song
@@ -348,3 +349,46 @@ def test_resume_keeps_fingerprints_of_this_version_and_computes_older_ones(copie
     again = pq.read_table(folder / "part-00001.parquet")
     assert again.equals(old)
     assert again.schema.metadata[b"musicpairs_fingerprint"] == str(FINGERPRINT_VERSION).encode()
+
+
+def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
+        copies_corpus, tmp_path):
+    """Twins (a re-saved copy: other bytes, the same notes) are linked without counting
+    their pairs; the songs come out as when every file is counted."""
+    import pyarrow.parquet as pq
+
+    from musicpairs.datasets.base import MidiSource
+    from musicpairs.dedup import read_digests, read_fingerprints
+    from musicpairs.dedup import twins as find_twins
+    from musicpairs.songs import fingerprint_partition
+
+    paths = sorted(copies_corpus.iterdir())
+    for i, path in enumerate(paths[:3]):        # three re-saved files: renamed tracks
+        score = read_midi(path.read_bytes())
+        tracks = [dataclasses.replace(t, name=f"Track {k}") for k, t in enumerate(score.tracks)]
+        (copies_corpus / f"resaved{i}.mid").write_bytes(
+            score_to_midi_bytes(dataclasses.replace(score, tracks=tracks)))
+    paths = sorted(copies_corpus.iterdir())
+    folder, plain = tmp_path / "fp", tmp_path / "plain"
+    folder.mkdir()
+    plain.mkdir()
+    fingerprint_partition(0, [(i, MidiSource(str(p))) for i, p in enumerate(paths)],
+                          str(folder), True)
+    table = pq.read_table(folder / "part-00000.parquet")
+    pq.write_table(table.drop_columns(["digest"]), plain / "part-00000.parquet")
+    md5, counts = read_fingerprints(folder, len(paths))
+    assert len(set(md5)) == len(paths)          # every file has bytes of its own
+    song = np.arange(len(paths))
+    twins = group_files(song, md5, counts, folder=folder, mode="content")
+    every = group_files(song, md5, counts, folder=plain, mode="content")
+    assert np.array_equal(twins.root, every.root) and twins.how == every.how
+    names = [p.name for p in paths]
+    twin = find_twins(read_digests(folder, len(paths)), counts, DEFAULT_THRESHOLD)
+    # The re-saved files, and song0 / song1 whose transposed copies 0a / 1a came first.
+    assert {names[f] for f in np.flatnonzero(twin != song)} == {
+        "resaved0.mid", "resaved1.mid", "resaved2.mid", "song0.mid", "song1.mid"}
+    for i in range(3):
+        f = names.index(f"resaved{i}.mid")
+        assert twin[f] == names.index(paths[i].name) and twins.root[f] == twins.root[twin[f]]
+    joined = twins.root != song
+    assert np.all(twins.similarity[joined] >= every.similarity[joined] - 1e-6)
