@@ -67,15 +67,16 @@ class TrackLine:
 
 
 def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
-              ) -> tuple[np.ndarray, np.ndarray]:
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The top line of several parts at once: at each onset of a part, its highest note.
 
     Args:
         line: int64 [N], which part each note is in (0 <= line < 2**20).
-        start: int64 [N] grid steps (>= 0). pitch: int64 [N].
+        start: int64 [N] grid steps (0 <= start < 2**40). pitch: int64 [N].
 
     Returns:
-        (line int64 [M], pitch int64 [M]): the top lines, part after part, in time order.
+        (line, start, pitch), int64 [M] each: the top lines, part after part, in time
+        order.
     """
     key = ((line << np.int64(40)) | start) << np.int64(7) | pitch
     # Each part's notes come in time order: a merge sort (timsort) finds those runs.
@@ -85,7 +86,8 @@ def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
     np.not_equal(onset[1:], onset[:-1], out=last[:-1])
     last[-1:] = True
     top = key[last]
-    return top >> np.int64(47), top & np.int64(127)
+    return top >> np.int64(47), (top >> np.int64(7)) & np.int64((1 << 40) - 1), \
+        top & np.int64(127)
 
 
 def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.ndarray:
@@ -129,19 +131,21 @@ def fingerprint_tracks(tracks: Iterable[TrackLine], ticks_per_quarter: int) -> n
     if not parts:
         return np.zeros(0, np.uint32)
     scale = _STEPS_PER_BEAT / ticks_per_quarter
-    steps = [np.rint(t.start * scale).astype(np.int64) for t in parts]
-    # Every part has a line of its own, and the non-bass parts one merged line more.
-    bass = [t.program in _BASS_PROGRAMS for t in parts]
-    own = list(range(len(parts)))
-    merged = [k for k in own if not bass[k]]
-    if len(merged) == 1:
-        merged = []                             # the merged line would repeat a part
-    pick = own + merged
-    tag = np.array([int(bass[k]) for k in own] + [0], np.int64)
-    line = np.repeat(np.arange(len(pick)).clip(max=len(own)), [len(steps[k]) for k in pick])
-    start = np.concatenate([steps[k] for k in pick])
-    pitch = np.concatenate([parts[k].pitch for k in pick]).astype(np.int64)
-    top_line, top_pitch = top_lines(line, start, pitch)
+    size = [len(t.pitch) for t in parts]
+    line = np.repeat(np.arange(len(parts)), size)
+    start = np.rint(np.concatenate([t.start for t in parts]) * scale).astype(np.int64)
+    pitch = np.concatenate([t.pitch for t in parts]).astype(np.int64)
+    top_line, top_start, top_pitch = top_lines(line, start, pitch)
+    # Every part has a line of its own, and the non-bass parts one merged line more: the
+    # top of their top lines (the highest note of any of them at each onset).
+    bass = np.array([t.program in _BASS_PROGRAMS for t in parts])
+    tag = np.r_[bass, False].astype(np.int64)
+    if (~bass).sum() > 1:                       # with one, it would repeat that part
+        upper = ~bass[top_line]
+        merged = top_lines(np.full(int(upper.sum()), len(parts)), top_start[upper],
+                           top_pitch[upper])
+        top_line = np.concatenate([top_line, merged[0]])
+        top_pitch = np.concatenate([top_pitch, merged[2]])
     shingles = line_shingles(top_line, top_pitch, tag)
     shingles.sort()
     return shingles[np.r_[True, shingles[1:] != shingles[:-1]]] if len(shingles) else shingles
@@ -193,7 +197,8 @@ def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.nda
         return melodic
     from musicpairs.lyrics import lyric_shingles
 
-    return np.union1d(melodic, lyric_shingles(data))
+    words = lyric_shingles(data)
+    return np.union1d(melodic, words) if len(words) else melodic
 
 
 class UnionFind:
