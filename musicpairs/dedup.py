@@ -256,7 +256,13 @@ def shared_pairs(entries: Iterator[tuple[np.ndarray, np.ndarray]], max_df: int,
     # Runs of equal hashes: the files that hold one shingle.
     start = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     length = np.diff(np.r_[start, len(h)])
-    held_by = length if copies is None else np.add.reduceat(copies[f.astype(np.int64)], start)
+    held_by = length
+    if copies is not None and copies.max(initial=1) > 1:
+        # A twin left out of the entries still holds its shingles: add it back, from the
+        # few entries whose file stands for others.
+        at = np.flatnonzero((copies > 1)[f])
+        held_by = length + np.bincount(np.searchsorted(start, at, side="right") - 1,
+                                       copies[f[at]] - 1, minlength=len(start)).astype(np.int64)
     keep = (length >= 2) & (held_by <= max_df)
     run = np.repeat(np.arange(len(start)), length)
     pos = np.flatnonzero(keep[run])
