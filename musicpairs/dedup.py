@@ -30,9 +30,10 @@ stand for it in the counting, which then sees each distinct fingerprint once.
 
 Where this is weak, measured (README, "Songs and near-duplicates"): versions that share
 no stretch of tune (a solo-piano transcription against a band arrangement with another
-melody line) stay apart, and in a corpus of one style (POP909's pentatonic ballads,
-arranged alike) different songs share as many shingles as Lakh's versions do, so there a
-corpus's own songs are kept and only near-identical copies are reported.
+melody line) stay apart unless both sing their words, and in a corpus of one style
+(POP909's pentatonic ballads, arranged alike) different songs share as many shingles as
+Lakh's versions do, so there a corpus's own songs are kept and only near-identical copies
+are reported.
 """
 
 from __future__ import annotations
@@ -481,10 +482,11 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
     elif mode == "content" and folder is not None:
         # Files holding exactly an earlier file's shingles are linked to it at once and
         # left out of the counting (Lakh's copies are often the same notes re-saved).
-        twin = twins(read_digests(folder, n), counts, threshold)
+        # A corpus that names its songs links nothing: there every pair is counted.
         if not curated:
+            twin = twins(read_digests(folder, n), counts, threshold)
             links += [(int(twin[f]), int(f), "content") for f in np.flatnonzero(twin != own)]
-        skip = (twin != own) if not curated else np.zeros(n, bool)
+        skip = twin != own
         buckets = max(1, -(-int(counts[~skip].sum()) // bucket_shingles))
         stands_for = np.bincount(twin, minlength=n)
         found = [shared_pairs(bucket, max_df, n, stands_for)
