@@ -72,7 +72,7 @@ def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
     """The top line of several parts at once: at each onset of a part, its highest note.
 
     Args:
-        line: int64 [N], which part each note is in (0 <= line < 2**20).
+        line: int64 [N], which part each note is in (0 <= line < 2**16).
         start: int64 [N] grid steps (0 <= start < 2**40). pitch: int64 [N].
 
     Returns:
@@ -91,7 +91,8 @@ def top_lines(line: np.ndarray, start: np.ndarray, pitch: np.ndarray,
         top & np.int64(127)
 
 
-def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.ndarray:
+def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Hashed shingles of lines of pitches (part after part, in time order).
 
     Args:
@@ -99,7 +100,8 @@ def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.nd
         tag: int64 [parts]: 1 for a bass part (its shingles are of their own kind).
 
     Returns:
-        uint32 [K]: a hash per shingle (7 intervals holding >= 4 distinct values).
+        (uint32 [K] a hash per shingle (7 intervals holding >= 4 distinct values),
+        int64 [K] the line it comes from).
     """
     n = SHINGLE_INTERVALS
     steps = np.diff(pitch)
@@ -108,7 +110,7 @@ def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.nd
     steps, where = np.clip(steps[keep], -12, 12) + 12, where[keep]
     k = len(steps) - n + 1
     if k < 1:
-        return np.zeros(0, np.uint32)
+        return np.zeros(0, np.uint32), np.zeros(0, np.int64)
     # Seven shifted views of the intervals: exact 5-bit codes and a mask of the values.
     code = tag[where[:k]].astype(np.uint64)
     seen = np.zeros(k, np.uint32)
@@ -118,7 +120,7 @@ def line_shingles(line: np.ndarray, pitch: np.ndarray, tag: np.ndarray) -> np.nd
         seen |= np.left_shift(np.uint32(1), part.astype(np.uint32))
     ok = where[:k] == where[n - 1 :]            # the window lies in one part
     ok &= np.bitwise_count(seen) >= MIN_DISTINCT_INTERVALS
-    return ((code[ok] * _HASH_MULT) >> np.uint64(32)).astype(np.uint32)
+    return ((code[ok] * _HASH_MULT) >> np.uint64(32)).astype(np.uint32), where[:k][ok]
 
 
 def fingerprint_tracks(tracks: Iterable[TrackLine], ticks_per_quarter: int) -> np.ndarray:
@@ -127,29 +129,71 @@ def fingerprint_tracks(tracks: Iterable[TrackLine], ticks_per_quarter: int) -> n
     Returns:
         uint32 [K]: sorted, unique shingle hashes.
     """
-    parts = [t for t in tracks
-             if t.program not in _EFFECT_PROGRAMS and len(t.pitch) > SHINGLE_INTERVALS]
+    return fingerprint_files([(list(tracks), ticks_per_quarter)])[0]
+
+
+# Lines (parts and merged lines) fingerprinted in one pass: top_lines' keys hold 16 bits.
+_MAX_LINES = 1 << 15
+
+
+def fingerprint_files(files: list[tuple[list[TrackLine], int]]) -> list[np.ndarray]:
+    """The melodic fingerprints of many files at once, each from its pitched tracks and
+    ticks per quarter note: one set of array operations for all of them, not one per
+    file, which is most of the cost for files of a few thousand notes.
+
+    Returns:
+        uint32 [K_i] per file: sorted, unique shingle hashes.
+    """
+    out = []
+    batch: list[tuple[list[TrackLine], int]] = []
+    lines = 0
+    for tracks, tpq in files:
+        kept = [t for t in tracks
+                if t.program not in _EFFECT_PROGRAMS and len(t.pitch) > SHINGLE_INTERVALS]
+        if lines + len(kept) + 1 > _MAX_LINES and batch:
+            out += _fingerprint_batch(batch)
+            batch, lines = [], 0
+        batch.append((kept, tpq))
+        lines += len(kept) + 1
+    return out + (_fingerprint_batch(batch) if batch else [])
+
+
+def _fingerprint_batch(files: list[tuple[list[TrackLine], int]]) -> list[np.ndarray]:
+    parts = [t for tracks, _ in files for t in tracks]
+    empty = [np.zeros(0, np.uint32) for _ in files]
     if not parts:
-        return np.zeros(0, np.uint32)
-    scale = _STEPS_PER_BEAT / ticks_per_quarter
+        return empty
+    n_parts = np.array([len(tracks) for tracks, _ in files])
+    file_of_part = np.repeat(np.arange(len(files)), n_parts)
     size = [len(t.pitch) for t in parts]
+    scale = np.array([_STEPS_PER_BEAT / tpq for _, tpq in files])[file_of_part]
     line = np.repeat(np.arange(len(parts)), size)
-    start = np.rint(np.concatenate([t.start for t in parts]) * scale).astype(np.int64)
+    start = np.rint(np.concatenate([t.start for t in parts]) * np.repeat(scale, size))
     pitch = np.concatenate([t.pitch for t in parts]).astype(np.int64)
-    top_line, top_start, top_pitch = top_lines(line, start, pitch)
-    # Every part has a line of its own, and the non-bass parts one merged line more: the
-    # top of their top lines (the highest note of any of them at each onset).
+    top_line, top_start, top_pitch = top_lines(line, start.astype(np.int64), pitch)
+    # Every part has a line of its own, and each file's non-bass parts one merged line
+    # more: the top of their top lines (the highest note of any of them at each onset).
+    # A file with one non-bass part has none: it would repeat that part.
     bass = np.array([t.program in _BASS_PROGRAMS for t in parts])
-    tag = np.r_[bass, False].astype(np.int64)
-    if (~bass).sum() > 1:                       # with one, it would repeat that part
-        upper = ~bass[top_line]
-        merged = top_lines(np.full(int(upper.sum()), len(parts)), top_start[upper],
+    upper_parts = np.bincount(file_of_part, ~bass, minlength=len(files))
+    has_merged = upper_parts > 1
+    merged_id = len(parts) + np.cumsum(has_merged) - 1          # per file
+    file_of_line = np.r_[file_of_part, np.flatnonzero(has_merged)]
+    tag = np.r_[bass, np.zeros(int(has_merged.sum()), bool)].astype(np.int64)
+    upper = ~bass[top_line] & has_merged[file_of_part[top_line]]
+    if upper.any():
+        merged = top_lines(merged_id[file_of_part[top_line[upper]]], top_start[upper],
                            top_pitch[upper])
         top_line = np.concatenate([top_line, merged[0]])
         top_pitch = np.concatenate([top_pitch, merged[2]])
-    shingles = line_shingles(top_line, top_pitch, tag)
-    shingles.sort()
-    return shingles[np.r_[True, shingles[1:] != shingles[:-1]]] if len(shingles) else shingles
+    shingles, from_line = line_shingles(top_line, top_pitch, tag)
+    key = (file_of_line[from_line].astype(np.uint64) << np.uint64(32)) \
+        | shingles.astype(np.uint64)
+    key.sort()
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
+    cut = np.searchsorted(key >> np.uint64(32), np.arange(len(files) + 1, dtype=np.uint64))
+    values = key.astype(np.uint32)              # the low 32 bits: the hashes
+    return [values[cut[i] : cut[i + 1]] for i in range(len(files))]
 
 
 def fingerprint_score(score) -> np.ndarray:
@@ -164,15 +208,12 @@ def fingerprint_score(score) -> np.ndarray:
     return fingerprint_tracks(lines, score.ticks_per_quarter)
 
 
-def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.ndarray:
-    """The fingerprint of MIDI bytes, parsed by symusic without building a Score: its
-    melodic shingles and (``lyrics``) its lyric shingles (``lyrics.py``).
+def midi_track_lines(data: bytes, name: str = "") -> tuple[list[TrackLine], int]:
+    """The pitched tracks of MIDI bytes and their ticks per quarter note, parsed by
+    symusic without building a Score.
 
     Raises:
         MidiReadError: The bytes are not a MIDI file symusic can read.
-
-    Returns:
-        uint32 [K]: sorted, unique shingle hashes.
     """
     import symusic
 
@@ -193,12 +234,29 @@ def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.nda
             continue
         arr = t.notes.numpy()
         lines.append(TrackLine(int(t.program), arr["time"], arr["pitch"]))
-    melodic = fingerprint_tracks(lines, tpq)
+    return lines, tpq
+
+
+def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.ndarray:
+    """The fingerprint of MIDI bytes: its melodic shingles and (``lyrics``) its lyric
+    shingles (``lyrics.py``).
+
+    Raises:
+        MidiReadError: The bytes are not a MIDI file symusic can read.
+
+    Returns:
+        uint32 [K]: sorted, unique shingle hashes.
+    """
+    melodic = fingerprint_tracks(*midi_track_lines(data, name))
     if not lyrics:
         return melodic
     from musicpairs.lyrics import lyric_shingles
 
-    words = lyric_shingles(data)
+    return with_words(melodic, lyric_shingles(data))
+
+
+def with_words(melodic: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """uint32 [K]: a file's melodic and lyric shingles, sorted and unique."""
     return np.union1d(melodic, words) if len(words) else melodic
 
 

@@ -89,7 +89,9 @@ def lyric_shingles(data: bytes) -> np.ndarray:
         found.append(((code * _HASH_MULT) >> np.uint64(32)).astype(np.uint32))
     if not found:
         return np.zeros(0, np.uint32)
-    return np.unique(np.concatenate(found))
+    found = np.concatenate(found)
+    found.sort()
+    return found[np.r_[True, found[1:] != found[:-1]]]
 
 
 def hash_words(words: list[str]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 The crawl gives every file a number (its place in crawl order) and the corpus's song.
 With ``--dedup content`` one Dask task per partition (the files of ``songs_per_shard``
-songs) fingerprints them (``dedup.fingerprint_midi``) and writes
+songs) fingerprints them (``dedup.fingerprint_files`` and ``lyrics.py``) and writes
 ``_build/fingerprints/part-NNNNN.parquet``; a resumed build keeps those it finds. The
 driver then groups the files (``dedup.group_files``) and writes ``OUT/songs.parquet``, one
 row per file: its song, split and group. Pairing reads the corpus again and gives out
@@ -24,13 +24,16 @@ import numpy as np
 from musicpairs.datasets.base import MidiSource, Song
 from musicpairs.dedup import (
     FINGERPRINT_VERSION,
-    fingerprint_midi,
+    fingerprint_files,
     group_files,
+    midi_track_lines,
     read_fingerprints,
     shingle_digest,
+    with_words,
 )
 from musicpairs.errors import MusicpairsError
 from musicpairs.grouplists import read_group_lists
+from musicpairs.lyrics import lyric_shingles
 
 FINGERPRINTS = "fingerprints"
 SONGS_FILE = "songs.parquet"
@@ -77,6 +80,7 @@ def fingerprint_partition(index: int, files: list[tuple[int, object]], folder: s
     from musicpairs.shards import atomic_write_bytes
 
     numbers, md5s, shingles, errors = [], [], [], []
+    parsed = []                                 # (file's place, tracks, ticks per quarter)
     for number, source in files:
         numbers.append(number)
         try:
@@ -88,14 +92,19 @@ def fingerprint_partition(index: int, files: list[tuple[int, object]], folder: s
             continue
         md5s.append(source.md5 or hashlib.md5(data).hexdigest())  # noqa: S324 - a file id
         error = ""
-        found = np.zeros(0, np.uint32)
+        words = np.zeros(0, np.uint32)
         if content:
             try:
-                found = fingerprint_midi(data, source.uri)
+                parsed.append((len(shingles), *midi_track_lines(data, source.uri)))
+                words = lyric_shingles(data)
             except MidiReadError as e:
                 error = e.reason
-        shingles.append(found)
+        shingles.append(words)
         errors.append(error)
+    # The melodic shingles of every readable file at once (fingerprint_files).
+    melodic = fingerprint_files([(tracks, tpq) for _, tracks, tpq in parsed])
+    for (at, _, _), found in zip(parsed, melodic, strict=True):
+        shingles[at] = with_words(found, shingles[at])
     offsets = np.zeros(len(shingles) + 1, np.int32)
     np.cumsum([len(s) for s in shingles], out=offsets[1:])
     values = np.concatenate(shingles) if shingles else np.zeros(0, np.uint32)

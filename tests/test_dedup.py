@@ -392,3 +392,28 @@ def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
         assert twin[f] == names.index(paths[i].name) and twins.root[f] == twins.root[twin[f]]
     joined = twins.root != song
     assert np.all(twins.similarity[joined] >= every.similarity[joined] - 1e-6)
+
+
+def test_many_files_fingerprinted_at_once_are_each_their_own(monkeypatch):
+    """One pass over many files gives each file exactly its own fingerprint: no line runs
+    from one file into the next, however the files are cut into passes."""
+    import musicpairs.dedup as dedup
+    from musicpairs.dedup import TrackLine, fingerprint_files, fingerprint_tracks
+
+    def lines(data: bytes) -> tuple[list[TrackLine], int]:
+        score = read_midi(data)
+        return [TrackLine(t.program, t.notes.start, t.notes.pitch) for t in score.tracks
+                if not t.is_drum], score.ticks_per_quarter
+
+    song = synth_song(3)
+    files = [lines(song), lines(rearranged(song, tpq=96, transpose=3)),
+             ([t for t in lines(song)[0] if t.program == 33], 480),  # the bass alone
+             ([], 480), lines(synth_song(8)),
+             (lines(song)[0][:1], 480)]                               # one upper part
+    alone = [fingerprint_tracks(t, q) for t, q in files]
+    assert [len(a) > 0 for a in alone] == [True, True, True, False, True, True]
+    for got, want in zip(fingerprint_files(files), alone, strict=True):
+        assert np.array_equal(got, want)
+    monkeypatch.setattr(dedup, "_MAX_LINES", 4)  # a pass or more per file
+    for got, want in zip(fingerprint_files(files), alone, strict=True):
+        assert np.array_equal(got, want)
