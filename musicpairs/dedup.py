@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicpairs.lyrics import lyric_shingles, unique_sorted
+
 SHINGLE_INTERVALS = 7
 MIN_DISTINCT_INTERVALS = 4
 DEFAULT_THRESHOLD = 24
@@ -193,11 +195,7 @@ def _fingerprint_batch(files: list[tuple[list[TrackLine], int]]) -> list[np.ndar
     order = np.argsort(owner, kind="stable")
     shingles = shingles[order]
     cut = np.searchsorted(owner[order], np.arange(len(files) + 1))
-    out = []
-    for i in range(len(files)):
-        found = np.sort(shingles[cut[i] : cut[i + 1]])
-        out.append(found[np.r_[True, found[1:] != found[:-1]]] if len(found) else found)
-    return out
+    return [unique_sorted(np.sort(shingles[cut[i] : cut[i + 1]])) for i in range(len(files))]
 
 
 def fingerprint_score(score) -> np.ndarray:
@@ -254,8 +252,6 @@ def fingerprint_midi(data: bytes, name: str = "", lyrics: bool = True) -> np.nda
     melodic = fingerprint_tracks(*midi_track_lines(data, name))
     if not lyrics:
         return melodic
-    from musicpairs.lyrics import lyric_shingles
-
     return with_words(melodic, lyric_shingles(data))
 
 
@@ -265,7 +261,7 @@ def with_words(melodic: np.ndarray, words: np.ndarray) -> np.ndarray:
         return melodic
     both = np.concatenate([melodic, words])
     both.sort()
-    return both[np.r_[True, both[1:] != both[:-1]]]
+    return unique_sorted(both)
 
 
 class UnionFind:

@@ -42,7 +42,11 @@ def lyric_texts(data: bytes) -> list[str]:
     """
     arr = np.frombuffer(data, np.uint8)
     hit = np.flatnonzero(arr[:-3] == 0xFF)
-    kind, length = arr[hit + 1], arr[hit + 2].astype(np.int64)
+    kind = arr[hit + 1]
+    # Most files have no lyrics: too few events of either kind, and nothing more to do.
+    if max(np.count_nonzero(kind == 1), np.count_nonzero(kind == 5)) < MIN_EVENTS:
+        return []
+    length = arr[hit + 2].astype(np.int64)
     ok = ((kind == 1) | (kind == 5)) & (length > 0) & (length < 0x80)
     ok &= hit + 3 + length <= len(arr)
     hit, kind, length = hit[ok], kind[ok], length[ok]
@@ -91,7 +95,17 @@ def lyric_shingles(data: bytes) -> np.ndarray:
         return np.zeros(0, np.uint32)
     found = np.concatenate(found)
     found.sort()
-    return found[np.r_[True, found[1:] != found[:-1]]]
+    return unique_sorted(found)
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array, in order (np.unique without its sort)."""
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def hash_words(words: list[str]) -> np.ndarray:
