@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from musicpairs.build import split_of
-from musicpairs.dedup import group_files
 from musicpairs.errors import MidiReadError
+from musicpairs.grouping import group_files
 from musicpairs.grouplists import read_group_lists
 
 
@@ -43,7 +43,7 @@ def _fingerprints(files: list[Path], folder: Path) -> tuple[list[str], np.ndarra
     for start in range(0, len(files), 256):
         part = [(i, MidiSource(str(f))) for i, f in enumerate(files[start:start + 256], start)]
         fingerprint_partition(start // 256, part, str(folder), True)
-    from musicpairs.dedup import read_fingerprints
+    from musicpairs.grouping import read_fingerprints
 
     return read_fingerprints(folder, len(files))
 
@@ -201,7 +201,7 @@ def simulate(args) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         code = (
             "import resource, time, numpy as np\n"
-            "from musicpairs.dedup import read_fingerprints, group_files\n"
+            "from musicpairs.grouping import read_fingerprints, group_files\n"
             f"t = time.perf_counter(); md5, counts = read_fingerprints({tmp!r}, {n})\n"
             f"g = group_files(np.arange({n}), md5, counts, folder={tmp!r}, mode='content')\n"
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)"

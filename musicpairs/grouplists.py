@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from musicpairs.dedup import UnionFind
+from musicpairs.grouping import UnionFind
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 

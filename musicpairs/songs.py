@@ -4,7 +4,7 @@ The crawl gives every file a number (its place in crawl order) and the corpus's 
 With ``--dedup content`` one Dask task per partition (the files of ``songs_per_shard``
 songs) fingerprints them (``dedup.fingerprint_files`` and ``lyrics.py``) and writes
 ``_build/fingerprints/part-NNNNN.parquet``; a resumed build keeps those it finds. The
-driver then groups the files (``dedup.group_files``) and writes ``OUT/songs.parquet``, one
+driver then groups the files (``grouping.group_files``) and writes ``OUT/songs.parquet``, one
 row per file: its song, split and group. Pairing reads the corpus again and gives out
 each file under its song's id, hence its song's split. version2version gets whole songs,
 every version in one task, so it pairs the versions found by content; melody tasks get
@@ -25,13 +25,11 @@ from musicpairs.datasets.base import MidiSource, Song
 from musicpairs.dedup import (
     FINGERPRINT_VERSION,
     fingerprint_files,
-    group_files,
     midi_track_lines,
-    read_fingerprints,
-    shingle_digest,
     with_words,
 )
 from musicpairs.errors import MusicpairsError
+from musicpairs.grouping import group_files, read_fingerprints, shingle_digest
 from musicpairs.grouplists import read_group_lists
 from musicpairs.lyrics import lyric_shingles
 

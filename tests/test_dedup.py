@@ -17,14 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from musicpairs.build import BuildConfig, BuildError, build
-from musicpairs.dedup import (
-    DEFAULT_THRESHOLD,
-    UnionFind,
-    fingerprint_midi,
-    fingerprint_score,
-    group_files,
-    shared_pairs,
-)
+from musicpairs.dedup import DEFAULT_THRESHOLD, fingerprint_midi, fingerprint_score
+from musicpairs.grouping import UnionFind, group_files, shared_pairs
 from musicpairs.grouplists import read_group_lists
 from musicpairs.midi import Notes, Track, read_midi, score_to_midi_bytes
 
@@ -358,8 +352,8 @@ def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
     import pyarrow.parquet as pq
 
     from musicpairs.datasets.base import MidiSource
-    from musicpairs.dedup import read_digests, read_fingerprints
-    from musicpairs.dedup import twins as find_twins
+    from musicpairs.grouping import read_digests, read_fingerprints
+    from musicpairs.grouping import twins as find_twins
     from musicpairs.songs import fingerprint_partition
 
     paths = sorted(copies_corpus.iterdir())
