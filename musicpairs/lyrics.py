@@ -28,6 +28,10 @@ _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 _WORD_MULT = np.uint64(0x100000001B3)
 _KIND = np.uint64(0x6C797269)    # keeps lyric hashes apart from melodic codes
 _WORD = re.compile(r"[^\W\d_]+")
+_SPACE = ord(" ")
+_SLASH, _BACKSLASH = ord("/"), ord("\\")  # Soft Karaoke: new line, new verse
+# _WORD_MULT to the powers 0..63: a byte's weight by its place in a word.
+_POWERS = np.cumprod(np.r_[np.uint64(1), np.full(63, _WORD_MULT, np.uint64)], dtype=np.uint64)
 
 
 def lyric_texts(data: bytes) -> list[str]:
@@ -126,7 +130,3 @@ def hash_words(words: list[str]) -> np.ndarray:
     weight = _POWERS[np.minimum(at, len(_POWERS) - 1)]
     return np.add.reduceat(raw * weight, begin) + _KIND
 
-
-_SPACE = ord(" ")
-_SLASH, _BACKSLASH = ord("/"), ord("\\")  # Soft Karaoke: new line, new verse
-_POWERS = np.cumprod(np.r_[np.uint64(1), np.full(63, _WORD_MULT, np.uint64)], dtype=np.uint64)
