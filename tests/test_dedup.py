@@ -349,8 +349,6 @@ def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
         copies_corpus, tmp_path):
     """Twins (a re-saved copy: other bytes, the same notes) are linked without counting
     their pairs; the songs come out as when every file is counted."""
-    import pyarrow.parquet as pq
-
     from musicpairs.datasets.base import MidiSource
     from musicpairs.grouping import read_digests, read_fingerprints
     from musicpairs.grouping import twins as find_twins
