@@ -35,7 +35,8 @@ from musicpairs.grouping import group_files
 from musicpairs.grouplists import read_group_lists
 
 
-def _fingerprints(files: list[Path], folder: Path) -> tuple[list[str], np.ndarray]:
+def _fingerprints(files: list[Path], folder: Path,
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Fingerprint tables for these files, as the build writes them."""
     from musicpairs.datasets.base import MidiSource
     from musicpairs.songs import fingerprint_partition
@@ -69,7 +70,7 @@ def accuracy(args) -> None:
     files = sorted((lakh / "lmd_full").glob("*/*.mid"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        md5, counts = _fingerprints(files, Path(tmp))
+        md5, counts, digest = _fingerprints(files, Path(tmp))
         seconds = time.perf_counter() - t0
         readable = counts > 0
         print(f"Lakh: {len(files)} files ({readable.sum()} with a fingerprint), "
@@ -79,7 +80,8 @@ def accuracy(args) -> None:
         print(f"{'threshold':>9} {'pair recall':>11} {'groups merged':>13} {'songs':>6} "
               f"{'groups split across splits':>26}")
         for threshold in args.thresholds:
-            g = group_files(own, md5, counts, folder=tmp, mode="content", threshold=threshold)
+            g = group_files(own, md5, counts, folder=tmp, mode="content", threshold=threshold,
+                            digest=digest)
             s = _score(truth, g.root)
             ids = [files[r].stem for r in g.root.tolist()]
             splits = collections.defaultdict(set)
@@ -109,15 +111,15 @@ def accuracy(args) -> None:
         number = {s: i for i, s in enumerate(sorted(set(songs)))}
         corpus_song = np.array([number[s] for s in songs])
         with tempfile.TemporaryDirectory() as tmp:
-            md5, counts = _fingerprints(files, Path(tmp))
+            md5, counts, digest = _fingerprints(files, Path(tmp))
             g = group_files(corpus_song, md5, counts, folder=tmp, mode="content",
-                            threshold=args.thresholds[0])
+                            threshold=args.thresholds[0], digest=digest)
             joined = collections.defaultdict(set)
             for s, r in zip(songs, g.root.tolist(), strict=True):
                 joined[r].add(s)
             together = sum(len(v) for v in joined.values() if len(v) > 1)
             c = group_files(corpus_song, md5, counts, folder=tmp, mode="content",
-                            curated=True)
+                            curated=True, digest=digest)
             pairs = sorted({tuple(sorted((songs[a], songs[b]))) for a, b, _ in c.copies})
         print(f"POP909: {len(number)} songs, {len(files)} files. Merging by content "
               f"(threshold {args.thresholds[0]}) would put {together} songs in groups of "
@@ -202,8 +204,9 @@ def simulate(args) -> None:
         code = (
             "import resource, time, numpy as np\n"
             "from musicpairs.grouping import read_fingerprints, group_files\n"
-            f"t = time.perf_counter(); md5, counts = read_fingerprints({tmp!r}, {n})\n"
-            f"g = group_files(np.arange({n}), md5, counts, folder={tmp!r}, mode='content')\n"
+            f"t = time.perf_counter(); md5, counts, digest = read_fingerprints({tmp!r}, {n})\n"
+            f"g = group_files(np.arange({n}), md5, counts, folder={tmp!r}, mode='content', "
+            "digest=digest)\n"
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)"
             ".ru_maxrss / 1024, len(set(g.root.tolist())))\n")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

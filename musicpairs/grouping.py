@@ -166,18 +166,6 @@ def shingle_digest(shingles: np.ndarray) -> int:
                           "big") >> 1 or 1
 
 
-def read_digests(folder: str | Path, n_files: int) -> np.ndarray:
-    """int64 [F]: each file's ``shingle_digest`` (0 where a table has none)."""
-    import pyarrow.parquet as pq
-
-    digest = np.zeros(n_files, np.int64)
-    for path in sorted(Path(folder).glob("part-*.parquet")):
-        if "digest" in pq.read_schema(path).names:
-            t = pq.read_table(path, columns=["file", "digest"])
-            digest[t.column("file").to_numpy()] = t.column("digest").to_numpy()
-    return digest
-
-
 def twins(digest: np.ndarray, counts: np.ndarray, threshold: int) -> np.ndarray:
     """int64 [F]: for each file, the first file holding exactly its shingles (itself when
     none comes before it). Only fingerprints of at least ``threshold`` shingles count:
@@ -192,23 +180,31 @@ def twins(digest: np.ndarray, counts: np.ndarray, threshold: int) -> np.ndarray:
     return twin
 
 
-def read_fingerprints(folder: str | Path, n_files: int) -> tuple[list[str], np.ndarray]:
-    """md5 and shingle count of every file, from the fingerprint tables.
+def read_fingerprints(folder: str | Path, n_files: int,
+                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """md5, shingle count and shingle digest of every file, from the fingerprint tables
+    (in one read of each; the shingles themselves are read by the counting).
 
     Returns:
-        (md5 of each file, "" where unknown; int64 [F] shingles per file).
+        (md5 of each file, "" where unknown; int64 [F] shingles per file; int64 [F] its
+        ``shingle_digest``, 0 where a table has none).
     """
     import pyarrow.parquet as pq
 
     md5 = [""] * n_files
     counts = np.zeros(n_files, np.int64)
+    digest = np.zeros(n_files, np.int64)
     for path in sorted(Path(folder).glob("part-*.parquet")):
-        t = pq.read_table(path, columns=["file", "md5", "n_shingles"])
+        table = pq.ParquetFile(path)
+        t = table.read(columns=[c for c in ("file", "md5", "n_shingles", "digest")
+                                if c in table.schema_arrow.names])
         files = t.column("file").to_numpy()
         for f, m in zip(files.tolist(), t.column("md5").to_pylist(), strict=True):
             md5[f] = m
         counts[files] = t.column("n_shingles").to_numpy()
-    return md5, counts
+        if "digest" in t.column_names:
+            digest[files] = t.column("digest").to_numpy()
+    return md5, counts, digest
 
 
 def _table_entries(path: Path, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +257,8 @@ def _bucketed(folder: str | Path, buckets: int, skip: np.ndarray,
 def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
                 folder: str | Path | None, mode: str, threshold: int = DEFAULT_THRESHOLD,
                 lists: list[list[str]] | None = None, curated: bool = False,
-                max_df: int = DEFAULT_MAX_DF, bucket_shingles: int = 8_000_000) -> Grouping:
+                max_df: int = DEFAULT_MAX_DF, bucket_shingles: int = 8_000_000,
+                digest: np.ndarray | None = None) -> Grouping:
     """Group a corpus's files into songs.
 
     Args:
@@ -278,6 +275,9 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
         max_df: Shingles held by more files are generic and not counted.
         bucket_shingles: About how many shingles the driver counts at once (the hash
             buckets the counting is split in: 15 for LMD-full's ~120 M shingles).
+        digest: int64 [F], each file's ``shingle_digest`` (``read_fingerprints``): files
+            holding the same shingles are linked at once and counted once. None: every
+            file is counted.
     """
     n = len(corpus_song)
     own = np.arange(n)
@@ -309,8 +309,8 @@ def group_files(corpus_song: np.ndarray, md5: list[str], counts: np.ndarray, *,
         # Files holding exactly an earlier file's shingles are linked to it at once and
         # left out of the counting (Lakh's copies are often the same notes re-saved).
         # A corpus that names its songs links nothing: there every pair is counted.
-        if not curated:
-            twin = twins(read_digests(folder, n), counts, threshold)
+        if not curated and digest is not None:
+            twin = twins(digest, counts, threshold)
             links += [(int(twin[f]), int(f), "content") for f in np.flatnonzero(twin != own)]
         skip = twin != own
         buckets = max(1, -(-int(counts[~skip].sum()) // bucket_shingles))

@@ -180,13 +180,13 @@ def group_corpus(files: FileList, folder: Path, *, mode: str, threshold: int,
     import pyarrow as pa
 
     n = len(files.name)
-    md5, counts = (read_fingerprints(folder, n) if folder.is_dir()
-                   else (list(files.md5), np.zeros(n, np.int64)))
+    md5, counts, digest = (read_fingerprints(folder, n) if folder.is_dir()
+                           else (list(files.md5), np.zeros(n, np.int64), None))
     md5 = [m or known for m, known in zip(md5, files.md5, strict=True)]
     lists = read_group_lists(groups) if groups else None
     g = group_files(np.asarray(files.song, np.int64), md5, counts,
                     folder=folder if folder.is_dir() else None, mode=mode,
-                    threshold=threshold, lists=lists, curated=curated)
+                    threshold=threshold, lists=lists, curated=curated, digest=digest)
     root = g.root
     size = np.bincount(root, minlength=n)[root]
     song_id = [files.song_ids[files.song[r]] for r in root.tolist()]

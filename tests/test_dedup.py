@@ -350,7 +350,7 @@ def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
     """Twins (a re-saved copy: other bytes, the same notes) are linked without counting
     their pairs; the songs come out as when every file is counted."""
     from musicpairs.datasets.base import MidiSource
-    from musicpairs.grouping import read_digests, read_fingerprints
+    from musicpairs.grouping import read_fingerprints
     from musicpairs.grouping import twins as find_twins
     from musicpairs.songs import fingerprint_partition
 
@@ -368,14 +368,15 @@ def test_files_holding_the_same_shingles_are_counted_once_and_grouped_as_before(
                           str(folder), True)
     table = pq.read_table(folder / "part-00000.parquet")
     pq.write_table(table.drop_columns(["digest"]), plain / "part-00000.parquet")
-    md5, counts = read_fingerprints(folder, len(paths))
+    md5, counts, digest = read_fingerprints(folder, len(paths))
     assert len(set(md5)) == len(paths)          # every file has bytes of its own
     song = np.arange(len(paths))
-    twins = group_files(song, md5, counts, folder=folder, mode="content")
-    every = group_files(song, md5, counts, folder=plain, mode="content")
+    twins = group_files(song, md5, counts, folder=folder, mode="content", digest=digest)
+    every = group_files(song, md5, counts, folder=plain, mode="content")  # no digests
     assert np.array_equal(twins.root, every.root) and twins.how == every.how
     names = [p.name for p in paths]
-    twin = find_twins(read_digests(folder, len(paths)), counts, DEFAULT_THRESHOLD)
+    assert not read_fingerprints(plain, len(paths))[2].any()  # a table without digests
+    twin = find_twins(digest, counts, DEFAULT_THRESHOLD)
     # The re-saved files, and song0 / song1 whose transposed copies 0a / 1a came first.
     assert {names[f] for f in np.flatnonzero(twin != song)} == {
         "resaved0.mid", "resaved1.mid", "resaved2.mid", "song0.mid", "song1.mid"}
